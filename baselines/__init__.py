@@ -1,0 +1,1 @@
+"""Registered supervised and simple baseline methods."""

@@ -1,0 +1,1 @@
+"""Registered generative methods (CycleGAN)."""

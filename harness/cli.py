@@ -1,0 +1,129 @@
+"""Command line: ``python -m harness {run,list,data,report,compare,weights}``.
+
+Each sub-command imports its implementation lazily so ``--help`` and ``list`` stay fast.
+Expected failures (bad paths, unusable datasets, unknown names) print one ``error:`` line and
+exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from harness import __version__
+from harness.config import DEFAULT_PROFILE, PROFILES
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="PATH", default=None,
+                   help="folder of images (Kaggle layouts work as they come); default: the embedded "
+                        "mni152-lesions cohort")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
+    p.add_argument("--seed", type=int, default=0, help="seed for data generation, splits and training (default 0)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a profile setting, e.g. --set cyclegan.epochs=3 (repeatable)")
+    p.add_argument("--config", metavar="TOML", default=None, help="TOML file of profile overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Benchmark harness for anomaly detection in brain MRI.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run methods on the standard splits and write runs/<run_id>/")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every registered method")
+    which.add_argument("--method", action="append", default=[], metavar="NAME", help="a method (repeatable)")
+    _add_data_options(run)
+    run.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    run.add_argument("--output", default="runs", metavar="DIR", help="where run folders go (default runs/)")
+    run.add_argument("--resume", metavar="RUN_ID", default=None, help="continue an interrupted run")
+    run.add_argument("--inception-weights", metavar="PATH", default=None,
+                     help="torch-fidelity Inception-v3 weights file (else the torch hub cache)")
+    run.add_argument("--pretrained", metavar="PATH", default=None,
+                     help="ImageNet ResNet18 weights file for the resnet18 baseline (never downloaded)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sub.add_parser("list", help="list datasets, methods and profiles")
+
+    data = sub.add_parser("data", help="dataset tools: eda, splits")
+    data_sub = data.add_subparsers(dest="data_command", metavar="TOOL")
+    eda = data_sub.add_parser("eda", help="exploratory data analysis with a shortcut audit")
+    _add_data_options(eda)
+    eda.add_argument("--out", default="eda", metavar="DIR", help="output folder (default eda/)")
+    splits = data_sub.add_parser("splits", help="make the seeded, de-duplicated split and print its hash")
+    _add_data_options(splits)
+    splits.add_argument("--out", default=None, metavar="CSV", help="write the manifest CSV here")
+
+    report = sub.add_parser("report", help="render runs into MyST pages for the Sphinx site")
+    report.add_argument("--runs", default="runs", metavar="DIR")
+    report.add_argument("--out", default="docs/reports", metavar="DIR")
+
+    compare = sub.add_parser("compare", help="render a diff page of two runs")
+    compare.add_argument("run_a", metavar="RUN_A")
+    compare.add_argument("run_b", metavar="RUN_B")
+    compare.add_argument("--runs", default="runs", metavar="DIR")
+    compare.add_argument("--out", default="docs/reports", metavar="DIR")
+
+    weights = sub.add_parser("weights", help="show which model weights are found where; --fetch downloads them")
+    weights.add_argument("--fetch", action="store_true", help="download missing weights (needs network)")
+    weights.add_argument("--inception-weights", metavar="PATH", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from harness.data.types import DatasetError
+    from harness.registry import UnknownNameError
+
+    try:
+        return _dispatch(args, parser)
+    except (DatasetError, UnknownNameError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume RUN_ID where the command supports it", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "list":
+        from harness.listing import print_listing
+
+        return print_listing()
+    if args.command == "data":
+        if args.data_command == "eda":
+            from harness.data.commands import eda_command
+
+            return eda_command(args)
+        if args.data_command == "splits":
+            from harness.data.commands import splits_command
+
+            return splits_command(args)
+        parser.parse_args(["data", "--help"])
+        return 2
+    if args.command == "run":
+        from harness.runner import run_command
+
+        return run_command(args)
+    if args.command == "report":
+        from reports.render import report_command
+
+        return report_command(args)
+    if args.command == "compare":
+        from reports.compare import compare_command
+
+        return compare_command(args)
+    if args.command == "weights":
+        from harness.metrics.weights import weights_command
+
+        return weights_command(args)
+    raise AssertionError(args.command)

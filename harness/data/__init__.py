@@ -1,0 +1,1 @@
+"""Datasets (embedded cohort, folder layouts), splits with manifests, EDA."""

@@ -1,0 +1,1 @@
+"""Results -> MyST report pages, figures and image grids. Reads results files only."""
