@@ -24,7 +24,7 @@ class CohortSettings:
     """Size and difficulty of the embedded ``mni152-lesions`` cohort."""
 
     n_subjects: int = 48
-    tumor_fraction: float = 0.5
+    tumor_fraction: float = 0.6  # tumour subjects also give lesion-free slices: ~balanced labels
     slice_size: int = 128
     slices_per_subject: int = 24
     lesion_radius_mm: tuple[float, float] = (8.0, 22.0)
@@ -48,6 +48,7 @@ class ResNetSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 3
+    cpu_bf16: bool = False  # bf16 autocast when training on CPU (see benchmarks/bench_train.py)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class CycleGANSettings:
     upsample: str = "transpose"  # or "resize" (resize-convolution against checkerboards)
     max_train_per_domain: int = 0  # 0: all
     sample_every: int = 2
+    cpu_bf16: bool = False  # bf16 autocast when training on CPU (GPU precision follows --amp)
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,15 @@ def file_sha256(path: str | Path, length: int = 12) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()[:length]
+
+
+def standardize(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-image z-score of (N, C, H, W): the ResNet18 classifier's input normalisation.
+
+    MRI intensities are relative, so each image sets its own scale. Whoever feeds the trained
+    classifier (the baseline itself, the MRI-domain feature space) must apply this first; its
+    ``best.pt`` says so with ``"normalization": "per-image-zscore"``.
+    """
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) / (std + eps)

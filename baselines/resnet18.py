@@ -1,0 +1,282 @@
+"""The supervised baseline: a ResNet18 classifier, tumor vs no_tumor; score = P(tumor).
+
+It is the reference point every unsupervised method is compared with, and its trained weights
+(``best.pt``) are the MRI-domain feature extractor of the generative metrics.
+
+Training: cross-entropy, AdamW, cosine learning-rate decay, augmentations that suit axial MRI
+(:mod:`baselines.augment`), per-image z-scoring, early stopping on validation AUROC (ties broken
+by the lower validation loss) with the best weights kept. Every random draw of an epoch comes
+from a generator seeded by ``(seed, epoch)``, and each epoch's checkpoint holds model, optimizer,
+scheduler and early-stopping state, so ``resume`` continues to exactly the weights an
+uninterrupted run reaches (bit-identical on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+
+from baselines.augment import augment_batch
+from harness.api import FitContext, ImageSet, Method, ScoreOutput, register_method
+from harness.config import ResNetSettings
+from harness.models import adapt_imagenet_state_dict, build_resnet18_classifier, standardize
+from harness.training import Checkpointer, atomic_torch_save, autocast, progress, seed_everything
+
+IMAGENET_WEIGHTS_FILE = "resnet18-f37072fd.pth"
+IMAGENET_WEIGHTS_URL = f"https://download.pytorch.org/models/{IMAGENET_WEIGHTS_FILE}"
+NORMALIZATION = "per-image-zscore"
+_EVAL_BATCH = 128
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed for one epoch's data order and augmentations."""
+    state = np.random.SeedSequence([seed % 2**64, epoch]).generate_state(1, dtype=np.uint64)
+    return int(state[0]) >> 1
+
+
+def load_pretrained(model: torch.nn.Module, path: str | Path) -> None:
+    """Load torchvision's ImageNet ResNet18 weights (RGB stem summed to one channel, head left new)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained ResNet18 weights not found at {str(path)!r}. The harness never downloads "
+            f"them: fetch torchvision's {IMAGENET_WEIGHTS_FILE} ({IMAGENET_WEIGHTS_URL}) on a machine "
+            f"with network access, or copy it from ~/.cache/torch/hub/checkpoints/, and pass its path "
+            f"with --pretrained."
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which file and why
+        raise ValueError(f"cannot read pretrained weights {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict) or "conv1.weight" not in state:
+        raise ValueError(f"{str(path)!r} is not a torchvision ResNet18 state_dict (no 'conv1.weight')")
+    adapted = adapt_imagenet_state_dict(state, in_channels=1)
+    result = model.load_state_dict(adapted, strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("fc.")]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"{str(path)!r} does not fit ResNet18: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+        )
+
+
+def load_classifier(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, int]:
+    """The trained classifier from ``best.pt`` in eval mode, and the image size it expects."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    model = build_resnet18_classifier()
+    model.load_state_dict(payload["model"])
+    return model.to(device).eval(), int(payload["image_size"])
+
+
+def preprocess(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """(N, 1, H, W) in [0, 1] -> the classifier's input: resized (antialiased) and z-scored per image."""
+    if images.shape[-2:] != (image_size, image_size):
+        images = F.interpolate(images.float(), size=(image_size, image_size), mode="bilinear",
+                               align_corners=False, antialias=True).clamp(0, 1)
+    return standardize(images.float())
+
+
+def _check_split(name: str, images: ImageSet) -> None:
+    if len(images) == 0:
+        raise ValueError(f"resnet18: the {name} split is empty")
+    labels = set(images.labels.tolist())
+    if not labels <= {0, 1}:
+        raise ValueError(f"resnet18: {name} labels must be 0 (no_tumor) or 1 (tumor), got {sorted(labels)}")
+    if name == "train" and labels != {0, 1}:
+        raise ValueError(f"resnet18: the train split needs both tumor and no_tumor images, got only {labels}")
+
+
+class _EarlyStopping:
+    """Best (val AUROC, -val loss) so far and the number of epochs without improvement."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best_key: tuple[float, float] | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.stopped = False
+
+    def update(self, epoch: int, auroc: float, loss: float) -> bool:
+        key = (-1.0 if np.isnan(auroc) else auroc, -loss)
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.best_epoch, self.bad_epochs = key, epoch, 0
+            return True
+        self.bad_epochs += 1
+        self.stopped = self.patience > 0 and self.bad_epochs >= self.patience
+        return False
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+
+
+@register_method("resnet18")
+class ResNet18Baseline(Method):
+    capabilities = frozenset({"scores"})
+    description = ("Supervised ResNet18 (1-channel stem), cross-entropy, early stopping on val AUROC; "
+                   "score = P(tumor).")
+
+    def __init__(self) -> None:
+        self.model: torch.nn.Module | None = None
+        self.image_size: int | None = None
+        self.device = torch.device("cpu")
+        self.checkpoint_path: Path | None = None
+        self.selected: dict[str, Any] = {}
+        self._cpu_bf16 = False
+        self._curves: dict[str, list[float]] = {"epoch": [], "train_loss": [], "val_loss": [], "val_auroc": []}
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
+        s: ResNetSettings = ctx.profile.resnet18
+        _check_split("train", train)
+        _check_split("val", val)
+        log = ctx.logger
+        self.device, self.image_size = ctx.device, s.image_size
+        self._cpu_bf16 = s.cpu_bf16
+        train_x, train_y = train.resized(s.image_size).images.float(), train.labels.long()
+        val_x, val_y = val.resized(s.image_size).images.float(), val.labels.long()
+        if len(set(val_y.tolist())) < 2:
+            log.warning("resnet18: validation split has one class only; AUROC is undefined, "
+                        "selecting the epoch by validation loss")
+
+        seed_everything(ctx.seed)
+        model = build_resnet18_classifier()
+        if ctx.pretrained:
+            load_pretrained(model, ctx.pretrained)
+            log.info("resnet18: initialised from ImageNet weights %s", ctx.pretrained)
+        model.to(self.device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, s.epochs))
+        use_fp16 = (ctx.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported())
+        scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+        stopper = _EarlyStopping(s.patience)
+        curves = {k: [] for k in self._curves}
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        best_path = ctx.output_dir / "best.pt"
+        ckpt = Checkpointer(ctx.output_dir / "checkpoints", keep_last=1)
+
+        start = 0
+        if ctx.resume:
+            loaded = ckpt.load_last(map_location=self.device)
+            if loaded is None:
+                log.info("resnet18: no checkpoint to resume from; training from scratch")
+            else:
+                start, state = loaded
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                scheduler.load_state_dict(state["scheduler"])
+                scaler.load_state_dict(state["scaler"])
+                stopper.load_state_dict(state["early_stopping"])
+                curves = {k: list(v) for k, v in state["curves"].items()}
+                log.info("resnet18: resumed after epoch %d of %d", start, s.epochs)
+
+        for epoch in range(start + 1, s.epochs + 1):
+            if stopper.stopped:
+                break
+            t0 = time.perf_counter()
+            train_loss = self._train_epoch(model, optimizer, scaler, train_x, train_y, s, ctx, epoch)
+            val_loss, val_auroc = self._evaluate(model, val_x, val_y, ctx)
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            for key, value in zip(curves, (epoch, train_loss, val_loss, val_auroc)):
+                curves[key].append(value)
+            if stopper.update(epoch, val_auroc, val_loss):
+                atomic_torch_save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                                   "image_size": s.image_size, "epoch": epoch, "val_auroc": val_auroc,
+                                   "normalization": NORMALIZATION}, best_path)
+            log.info("resnet18 epoch %d/%d: train_loss=%.4f val_loss=%.4f val_auroc=%.4f lr=%.2e "
+                     "best_epoch=%d (%.1fs)", epoch, s.epochs, train_loss, val_loss, val_auroc, lr,
+                     stopper.best_epoch, time.perf_counter() - t0)
+            ckpt.save(epoch, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                              "early_stopping": stopper.state_dict(), "curves": curves})
+            if stopper.stopped:
+                log.info("resnet18: early stopping after epoch %d (no val AUROC gain for %d epochs)",
+                         epoch, s.patience)
+
+        if not best_path.is_file():
+            raise FileNotFoundError(f"resnet18: best checkpoint {best_path} is missing; cannot resume "
+                                    f"without it (delete {ckpt.folder} to retrain)")
+        best = torch.load(best_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(best["model"])
+        self.model = model.eval()
+        self.checkpoint_path = best_path
+        self._curves = curves
+        self.selected = {"best_epoch": int(best["epoch"]), "val_auroc": float(best["val_auroc"]),
+                         "epochs_run": len(curves["epoch"]), "pretrained": bool(ctx.pretrained),
+                         "image_size": s.image_size}
+        log.info("resnet18: kept epoch %d (val AUROC %.4f) -> %s", best["epoch"], best["val_auroc"], best_path)
+
+    def _autocast(self, amp: bool) -> contextlib.AbstractContextManager:
+        if self.device.type == "cpu" and self._cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return autocast(self.device, amp)
+
+    def _train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler, x: torch.Tensor, y: torch.Tensor,
+                     s: ResNetSettings, ctx: FitContext, epoch: int) -> float:
+        g = torch.Generator().manual_seed(epoch_seed(ctx.seed, epoch))
+        order = torch.randperm(len(x), generator=g)
+        if len(order) % s.batch_size == 1 and len(order) > 1:
+            order = order[:-1]  # BatchNorm cannot train on a batch of one
+        batches = list(torch.split(order, s.batch_size))
+        model.train()
+        total, seen = 0.0, 0
+        bar = progress(batches, total=len(batches), desc=f"resnet18 epoch {epoch}/{s.epochs}",
+                       enabled=ctx.progress, unit="batch")
+        for idx in bar:
+            xb = augment_batch(x[idx].to(self.device), g)
+            yb = y[idx].to(self.device)
+            with self._autocast(ctx.amp):
+                logits = model(standardize(xb))
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        return total / max(seen, 1)
+
+    @torch.no_grad()
+    def _logits(self, model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
+        model.eval()
+        out = []
+        for start in range(0, len(x), _EVAL_BATCH):
+            xb = x[start:start + _EVAL_BATCH].to(self.device)
+            with self._autocast(amp):
+                out.append(model(standardize(xb)).float().cpu())
+        return torch.cat(out)
+
+    def _evaluate(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  ctx: FitContext) -> tuple[float, float]:
+        logits = self._logits(model, x, ctx.amp)
+        loss = float(F.cross_entropy(logits, y))
+        if len(set(y.tolist())) < 2:
+            return loss, float("nan")
+        return loss, float(roc_auc_score(y.numpy(), torch.softmax(logits, 1)[:, 1].numpy()))
+
+    # ------------------------------------------------------------------ inference
+    def score(self, images: ImageSet) -> ScoreOutput:
+        if self.model is None or self.image_size is None:
+            raise RuntimeError("resnet18: call fit() before score()")
+        x = images.resized(self.image_size).images.float()
+        if len(x) == 0:
+            return ScoreOutput(scores=np.zeros(0, dtype=np.float64))
+        logits = self._logits(self.model, x, amp=False)
+        return ScoreOutput(scores=torch.softmax(logits, 1)[:, 1].double().numpy())
+
+    def training_curves(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in self._curves.items()}
+

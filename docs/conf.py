@@ -1,0 +1,36 @@
+"""Sphinx configuration of the benchmark's report site (MyST markdown, furo theme)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))  # build from a plain checkout too
+
+from harness import __version__  # noqa: E402
+from reports.render import ensure_placeholder  # noqa: E402
+
+# docs/reports/ is generated and gitignored; without runs the site still needs its index page.
+ensure_placeholder(DOCS / "reports")
+
+project = "Brain MRI anomaly-detection benchmark"
+author = "The harness authors"
+copyright = "the harness authors"
+version = release = __version__
+
+extensions = ["myst_parser"]
+myst_enable_extensions = ["colon_fence"]
+myst_heading_anchors = 3
+source_suffix = {".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# File names and error messages must show exactly as written ("--" and quotes untouched).
+smartquotes = False
+# results-schema.md shows annotated JSON (// comments, "..." elisions): Pygments highlights it in
+# relaxed mode but warns, which -W would turn into a failure. No other warning is silenced.
+suppress_warnings = ["misc.highlighting_failure"]
+
+html_theme = "furo"
+html_title = f"Brain MRI anomaly benchmark {__version__}"
+html_static_path: list[str] = []

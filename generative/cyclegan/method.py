@@ -1,0 +1,136 @@
+"""The registered method ``cyclegan``: tumor <-> no_tumor translation as an anomaly scorer.
+
+``fit`` trains the CycleGAN on the train split (tumor = domain A, no_tumor = domain B), then
+picks the anomaly map (residual or 1-SSIM) and its aggregate (max, top1, top5, mean) by
+validation AUROC. ``score`` translates every image to healthy with G_AB and scores how much
+it had to change inside the brain.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet, Method, ScoreOutput, register_method
+from harness.config import CycleGANSettings
+from harness.training import make_generator
+from generative.cyclegan.networks import from_model_range, to_model_range
+from generative.cyclegan.scoring import MAP_KINDS, aggregate, anomaly_map, select_scoring
+from generative.cyclegan.train import CycleGANTrainer
+
+INFERENCE_BATCH = 32
+
+
+@register_method("cyclegan")
+class CycleGANMethod(Method):
+    capabilities = frozenset({"scores", "maps", "translates"})
+    description = ("CycleGAN tumor<->no_tumor; anomaly score = how much the tumor->healthy "
+                   "generator changes the image inside the brain (map and aggregate chosen on val)")
+
+    def __init__(self) -> None:
+        self.settings: CycleGANSettings | None = None
+        self.trainer: CycleGANTrainer | None = None
+        self.selected: dict[str, object] = {}
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
+        s = ctx.profile.cyclegan
+        self.settings = s
+        small = train.resized(s.image_size)
+        images_a = _limit(small.of_label(1).images, s.max_train_per_domain, ctx.seed)
+        images_b = _limit(small.of_label(0).images, s.max_train_per_domain, ctx.seed + 1)
+        for name, images in ((TUMOR, images_a), (NO_TUMOR, images_b)):
+            if len(images) == 0:
+                raise ValueError(f"cyclegan needs {name} images in the train split; it has none")
+        ctx.logger.info("cyclegan: training on %d tumor and %d no_tumor images at %d px for %d+%d epochs",
+                        len(images_a), len(images_b), s.image_size, s.epochs, s.decay_epochs)
+        self.trainer = CycleGANTrainer(s, ctx.device, ctx.seed, ctx.output_dir, ctx.logger,
+                                       amp=ctx.amp, show_progress=ctx.progress)
+        self.trainer.fit(images_a, images_b, resume=ctx.resume)
+        self.selected = self._select(val)
+        ctx.logger.info("cyclegan: selected %s map with %s aggregate (val AUROC %s)",
+                        self.selected["map"], self.selected["aggregate"],
+                        "n/a: val lacks a class" if self.selected["val_auroc"] is None
+                        else f"{self.selected['val_auroc']:.3f}")
+
+    def _select(self, val: ImageSet) -> dict[str, object]:
+        small, healthy = self._to_healthy(val)
+        maps = {kind: self._maps(val, small, healthy, kind) for kind in MAP_KINDS}
+        choice = select_scoring(maps, val.brain, val.labels)
+        table = choice.pop("table")
+        if table:
+            choice["table"] = table  # every candidate's val AUROC, for the log/run record
+        return choice
+
+    # -- inference -------------------------------------------------------------------------
+    def score(self, images: ImageSet) -> ScoreOutput:
+        small, healthy = self._to_healthy(images)
+        maps = self._maps(images, small, healthy, str(self.selected["map"]))
+        scores = aggregate(maps, images.brain, str(self.selected["aggregate"]))
+        translated = _resize(healthy, tuple(images.images.shape[-2:]))
+        return ScoreOutput(scores=scores, maps=maps.numpy(),
+                           extras={"translated": translated.squeeze(1).numpy()})
+
+    def translate(self, images: torch.Tensor, to_domain: str) -> torch.Tensor:
+        self._require_fitted()
+        assert self.trainer is not None
+        if to_domain == NO_TUMOR:
+            generator = self.trainer.G_AB
+        elif to_domain == TUMOR:
+            generator = self.trainer.G_BA
+        else:
+            raise ValueError(f"to_domain must be {TUMOR!r} or {NO_TUMOR!r}, got {to_domain!r}")
+        return self._run(generator, images)
+
+    def training_curves(self) -> dict[str, list[float]]:
+        return {} if self.trainer is None else {k: list(v) for k, v in self.trainer.curves.items()}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.trainer is None:
+            raise RuntimeError("cyclegan: call fit() before score() or translate()")
+
+    def _to_healthy(self, images: ImageSet) -> tuple[ImageSet, torch.Tensor]:
+        """The ImageSet at the model's size and its tumor->healthy translation (same size)."""
+        self._require_fitted()
+        assert self.settings is not None and self.trainer is not None
+        small = images.resized(self.settings.image_size)
+        return small, self._run(self.trainer.G_AB, small.images)
+
+    @torch.no_grad()
+    def _run(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Apply a generator to (N, 1, H, W) images in [0, 1] at the model's size, in batches,
+        and resize the result back to (H, W)."""
+        assert self.settings is not None and self.trainer is not None
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise ValueError(f"expected images shaped (N, 1, H, W), got {tuple(images.shape)}")
+        size = self.settings.image_size
+        height, width = images.shape[-2:]
+        device = self.trainer.device
+        generator.eval()
+        out = []
+        for batch in images.split(INFERENCE_BATCH):
+            x = _resize(batch.float().to(device), (size, size))
+            y = from_model_range(generator(to_model_range(x)).float())
+            out.append(_resize(y, (height, width)).clamp(0, 1).cpu())
+        return torch.cat(out) if out else images.new_zeros(images.shape)
+
+    def _maps(self, images: ImageSet, small: ImageSet, healthy: torch.Tensor, kind: str) -> torch.Tensor:
+        """The anomaly map at the model's size, upsampled to the ImageSet's, zero outside brain."""
+        maps = anomaly_map(small.images, healthy, small.brain, kind)
+        full = _resize(maps.unsqueeze(1), tuple(images.images.shape[-2:])).clamp(min=0)
+        return full.squeeze(1) * images.brain.squeeze(1).float()
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _limit(images: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
+    """At most ``limit`` images (0: all), a seeded random subset."""
+    if limit <= 0 or len(images) <= limit:
+        return images
+    index = torch.randperm(len(images), generator=make_generator(seed))[:limit]
+    return images[index.sort().values]

@@ -1,0 +1,119 @@
+"""Turn one method's outputs into the rows and files of the run folder.
+
+The runner calls these after a method has been fitted; every metric is computed here, never
+by the method, so all methods are measured the same way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from harness.api import LABELS, NO_TUMOR, TUMOR, ImageSet, Method, ScoreOutput
+from harness.config import MetricSettings
+from harness.metrics.detection import Estimate, image_detection, pixel_detection
+from harness.results import metric_row
+
+EXAMPLES_PER_KIND = 4  # best and worst cases per domain in examples/<method>.npz
+
+
+def check_output(method: str, split: str, images: ImageSet, out: ScoreOutput) -> None:
+    """A method's ScoreOutput must match its input; a mismatch is the method's bug."""
+    n = len(images)
+    scores = np.asarray(out.scores)
+    if scores.shape != (n,):
+        raise ValueError(f"{method}.score({split}) returned scores of shape {scores.shape}, expected ({n},)")
+    if out.maps is not None:
+        want = (n, *images.images.shape[-2:])
+        if tuple(np.asarray(out.maps).shape) != want:
+            raise ValueError(f"{method}.score({split}) returned maps of shape "
+                             f"{tuple(np.asarray(out.maps).shape)}, expected {want}")
+
+
+def score_frame(method: str, split: str, images: ImageSet, out: ScoreOutput) -> pd.DataFrame:
+    """Rows of scores.csv for one split."""
+    return pd.DataFrame({
+        "method": method, "split": split, "id": list(images.ids),
+        "label": images.labels.numpy().astype(int),
+        "score": np.asarray(out.scores, dtype=np.float64),
+    })
+
+
+def _rows(method: str, estimates: list[Estimate]) -> list[dict]:
+    return [metric_row(method, e.metric, e.value, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n, note=e.note)
+            for e in estimates]
+
+
+def detection_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput,
+                   test_out: ScoreOutput, settings: MetricSettings, seed: int,
+                   ) -> tuple[list[dict], float | None]:
+    """Image-level rows on test (threshold from val) and the threshold."""
+    estimates, threshold = image_detection(val.labels.numpy(), np.asarray(val_out.scores),
+                                           test.labels.numpy(), np.asarray(test_out.scores),
+                                           settings, seed)
+    return _rows(method, estimates), threshold
+
+
+def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings,
+               seed: int) -> list[dict]:
+    """Pixel AUROC/AP and best Dice; rows with a note when maps or masks are missing."""
+    if test.masks is None or test_out.maps is None:
+        missing = "ground-truth masks" if test.masks is None else "anomaly maps"
+        note = f"not computed: the test set has no {missing}"
+        return [metric_row(method, m, None, n=len(test), note=note)
+                for m in ("pixel_auroc", "pixel_ap", "best_dice")]
+    estimates = pixel_detection(np.asarray(test_out.maps), test.masks.numpy(), test.brain.numpy(),
+                                test.labels.numpy(), settings, seed)
+    return _rows(method, estimates)
+
+
+def _pick_examples(scores: np.ndarray, higher_is_better: bool, k: int) -> tuple[np.ndarray, list[str]]:
+    """Indices of up to ``k`` best then up to ``k`` worst cases (no overlap), best first."""
+    order = np.argsort(-scores if higher_is_better else scores, kind="stable")
+    n_best = min(k, (order.size + 1) // 2)
+    n_worst = min(k, order.size - n_best)
+    worst = order[order.size - n_worst:][::-1] if n_worst else order[:0]
+    return np.concatenate([order[:n_best], worst]), ["best"] * n_best + ["worst"] * n_worst
+
+
+def example_arrays(method: Method, test: ImageSet, test_out: ScoreOutput,
+                   k: int = EXAMPLES_PER_KIND) -> dict[str, np.ndarray]:
+    """The arrays of examples/<method>.npz (docs/results-schema.md)."""
+    scores = np.asarray(test_out.scores, dtype=np.float64)
+    arrays: dict[str, np.ndarray] = {}
+    for label, domain in enumerate(LABELS):
+        members = np.flatnonzero(test.labels.numpy() == label)
+        if members.size == 0:
+            continue
+        picked, kinds = _pick_examples(scores[members], domain == TUMOR, k)
+        index = members[picked]
+        arrays[f"{domain}_real"] = test.images[index, 0].numpy().astype(np.float32)
+        if "translates" in method.capabilities:
+            other = NO_TUMOR if domain == TUMOR else TUMOR
+            with torch.no_grad():
+                moved = method.translate(test.images[index], other)
+            arrays[f"{domain}_translated"] = moved.detach().float().cpu()[:, 0].numpy()
+        if test_out.maps is not None:
+            arrays[f"{domain}_map"] = np.asarray(test_out.maps)[index].astype(np.float32)
+        if test.masks is not None:
+            arrays[f"{domain}_mask"] = test.masks[index, 0].numpy().astype(bool)
+        arrays[f"{domain}_ids"] = np.array([test.ids[i] for i in index], dtype=str)
+        arrays[f"{domain}_scores"] = scores[index]
+        arrays[f"{domain}_kind"] = np.array(kinds, dtype=str)
+    return arrays
+
+
+def translate_test(method: Method, test: ImageSet) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Real test images per domain and the other domain's test images translated into it."""
+    real = {TUMOR: test.of_label(1).images, NO_TUMOR: test.of_label(0).images}
+    translated = {}
+    with torch.no_grad():
+        for domain, source in ((TUMOR, real[NO_TUMOR]), (NO_TUMOR, real[TUMOR])):
+            if len(source):
+                moved = method.translate(source, domain).detach().float().cpu()
+                if moved.shape != source.shape:
+                    raise ValueError(f"{method.name}.translate returned shape {tuple(moved.shape)} "
+                                     f"for input {tuple(source.shape)}")
+                translated[domain] = moved.clamp(0, 1)
+    return real, translated

@@ -1,0 +1,509 @@
+"""``python -m harness run``: one run = data -> split -> EDA -> each method -> metrics -> results.
+
+A failing method is recorded (status, error, traceback) and the others still run; the command
+then exits with 1. Ctrl-C or SIGTERM leaves the run "interrupted" (a hard kill leaves it
+"running"); ``--resume RUN_ID`` reloads its config, keeps the methods that completed and
+re-runs the others with ``ctx.resume=True`` so they continue from their last checkpoint.
+Every method starts from ``seed_everything(seed)``, so its numbers do not depend on which
+methods ran before it; same seed + same device -> the same scores.csv. Methods run in the
+order given (``--all``: registry order), except that translating methods run last so that
+their MRI-domain FID/KID can use the ResNet18 trained earlier in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from harness.api import FitContext, ImageSet, Method
+from harness.config import (CohortSettings, CycleGANSettings, MetricSettings, Profile, ResNetSettings,
+                            RunConfig, SplitSettings)
+from harness.evaluate import (check_output, detection_rows, example_arrays, pixel_rows, score_frame,
+                              translate_test)
+from harness.models import file_sha256
+from harness.mri_reference import MRI_METHOD, cache_root, dedicated_checkpoint
+from harness.registry import METHODS
+from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now
+from harness.run_env import capture_environment
+from harness.training import choose_device, seed_everything
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+@dataclass(frozen=True)
+class DataLayer:
+    """The data functions the runner calls; swappable so the runner can be tested alone."""
+
+    open_dataset: Callable[..., Any]
+    make_split: Callable[..., Any]
+    load_imageset: Callable[..., ImageSet]
+    run_eda: Callable[..., dict]
+
+    @classmethod
+    def default(cls) -> DataLayer:
+        from harness.data.eda import run_eda
+        from harness.data.loading import load_imageset
+        from harness.data.sources import open_dataset
+        from harness.data.splits import make_split
+
+        return cls(open_dataset, make_split, load_imageset, run_eda)
+
+
+# ---------------------------------------------------------------- config from the command line
+
+def _config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunConfig:
+    from harness.data.commands import resolve_profile
+
+    return RunConfig(profile=resolve_profile(args), seed=args.seed, data=args.data, methods=methods,
+                     device=args.device, output=args.output, inception_weights=args.inception_weights,
+                     pretrained=args.pretrained)
+
+
+def _selected_methods(args: argparse.Namespace) -> tuple[str, ...]:
+    if args.all:
+        names = METHODS.names()
+        if not names:
+            raise ValueError("no methods are registered (see `python -m harness list`)")
+        return tuple(names)
+    for name in args.method:
+        METHODS.get(name)  # unknown names fail here, with a did-you-mean hint
+    return tuple(dict.fromkeys(args.method))
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild the RunConfig stored in run.json (lists back to tuples)."""
+    p = dict(data["profile"])
+    sections = {"cohort": CohortSettings, "split": SplitSettings, "resnet18": ResNetSettings,
+                "cyclegan": CycleGANSettings, "metrics": MetricSettings}
+    for key, cls in sections.items():
+        values = p.get(key, {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ValueError(f"run.json config has unknown {key} setting(s) {sorted(unknown)}; "
+                             "was it written by a newer harness?")
+        p[key] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+    rest = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "profile"}
+    return RunConfig(profile=Profile(**p), **rest)
+
+
+_EXPLICIT = ("profile", "seed", "data", "overrides", "config", "device", "inception_weights", "pretrained")
+
+
+def _resume_config(args: argparse.Namespace, stored: RunConfig, defaults: argparse.Namespace) -> RunConfig:
+    """The stored config; explicit options that contradict it are refused, not silently ignored."""
+    explicit = [k for k in _EXPLICIT if getattr(args, k, None) != getattr(defaults, k, None)]
+    if args.all or args.method or explicit:
+        methods = _selected_methods(args) if (args.all or args.method) else stored.methods
+        given = _config_from_args(args, methods)
+        mine = dataclasses.replace(given, output=stored.output).to_dict()
+        theirs = stored.to_dict()
+        if args.device == defaults.device:
+            mine["device"] = theirs["device"]
+        if not any(k in explicit for k in ("profile", "overrides", "config")):
+            mine["profile"] = theirs["profile"]
+        for k in ("seed", "data", "inception_weights", "pretrained"):
+            if k not in explicit:
+                mine[k] = theirs[k]
+        diff = sorted(k for k in theirs if mine.get(k) != theirs[k])
+        if diff:
+            raise ValueError(f"--resume {args.resume}: the options given differ from the run's stored "
+                             f"config in {', '.join(diff)}; drop them to resume, or start a new run")
+    return stored
+
+
+# ---------------------------------------------------------------- the command
+
+def run_command(args: argparse.Namespace, data: DataLayer | None = None,
+                argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m harness run``; returns the exit status (0 ok, 1 a method failed)."""
+    from harness.cli import build_parser
+
+    defaults = build_parser().parse_args(["run"])
+    if args.resume:
+        folder = RunFolder.open(args.output, args.resume)
+        info = folder.read_run()
+        config = _resume_config(args, config_from_dict(info["config"]), defaults)
+    else:
+        if not args.all and not args.method:
+            raise ValueError("choose the methods: --all or --method NAME (see `python -m harness list`)")
+        config = _config_from_args(args, _selected_methods(args))
+        folder, info = None, None
+    runner = Runner(config, data or DataLayer.default(), progress=not args.no_progress, argv=argv)
+    return runner.execute(folder, info)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """``kill`` (SIGTERM) unwinds like Ctrl-C, so the run is marked interrupted and resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_logger(folder: RunFolder) -> tuple[logging.Logger, list[logging.Handler]]:
+    logger = logging.getLogger(f"harness.run.{folder.run_id}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    file_handler = logging.FileHandler(folder.file("log.txt"), mode="a", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [file_handler, console]
+    for handler in handlers:
+        logger.addHandler(handler)
+    return logger, handlers
+
+
+class Runner:
+    """Executes one run (new or resumed) into its run folder."""
+
+    def __init__(self, config: RunConfig, data: DataLayer, *, progress: bool = True,
+                 argv: list[str] | None = None) -> None:
+        self.config = config
+        self.data = data
+        self.progress = progress
+        self.argv = argv
+        try:
+            self.device = choose_device(config.device)
+        except RuntimeError as exc:  # an unavailable device is a usage error, not a crash
+            raise ValueError(str(exc)) from exc
+        self.folder: RunFolder
+        self.info: dict[str, Any] = {}
+        self.logger: logging.Logger = logging.getLogger("harness.run")
+        self.resuming = False
+        self.metrics: list[dict] = []
+        self.scores = pd.DataFrame(columns=list(SCORES_COLUMNS))
+        self.split_hash = ""
+        self.sets: dict[str, ImageSet] = {}
+
+    # -------------------------------------------------------------- orchestration
+    def execute(self, folder: RunFolder | None, info: dict[str, Any] | None) -> int:
+        seed_everything(self.config.seed)
+        self.resuming = folder is not None
+        self.folder = folder or RunFolder.create(self.config.output, self.config)
+        self.info = info or self._new_info()
+        self.logger, handlers = _run_logger(self.folder)
+        started = time.perf_counter()
+        try:
+            with _sigterm_as_interrupt():
+                self._start()
+                self._prepare_data()
+                for name in self._order(self.config.methods):
+                    if self.info["methods"][name]["status"] != "complete":
+                        self._run_method(name)
+            failed = [n for n, m in self.info["methods"].items() if m["status"] == "failed"]
+            self.info["status"] = "failed" if failed else "complete"
+            self.info["finished"] = utc_now().isoformat()
+            self.info["timings"]["total"] = round(time.perf_counter() - started, 3)
+            self._save_run()
+            self.logger.info("run %s %s in %s", self.folder.run_id, self.info["status"], self.folder.path)
+            print(summary_table(self.info, self.metrics))
+            print(f"run folder: {self.folder.path}")
+            return 1 if failed else 0
+        except KeyboardInterrupt:
+            self.info["status"] = "interrupted"
+            for method in self.info["methods"].values():
+                if method["status"] == "running":
+                    method["status"] = "interrupted"
+            self._save_run()
+            self.logger.warning("interrupted; continue with: python -m harness run --resume %s --output %s",
+                                self.folder.run_id, self.folder.path.parent)
+            raise
+        except Exception as exc:
+            self.info["status"] = "failed"
+            self.info["notes"].append(f"run stopped: {type(exc).__name__}: {exc}")
+            self.info["finished"] = utc_now().isoformat()
+            self._save_run()
+            self.logger.error("run stopped: %s", exc, exc_info=not _expected_error(exc))
+            raise
+        finally:
+            for handler in handlers:
+                self.logger.removeHandler(handler)
+                handler.close()
+
+    def _new_info(self) -> dict[str, Any]:
+        env = capture_environment(self.device, self.argv)
+        return {
+            "run_id": self.folder.run_id, "status": "running", "created": utc_now().isoformat(),
+            "finished": None, **env, "profile": self.config.profile.name, "seed": self.config.seed,
+            "config": self.config.to_dict(), "dataset": {}, "split": {},
+            "methods": {name: _method_entry(name) for name in self.config.methods},
+            "timings": {}, "notes": [],
+        }
+
+    def _start(self) -> None:
+        if self.resuming:
+            self.info.update(status="running", finished=None)
+            self.info["resumed"] = [*self.info.get("resumed", []), utc_now().isoformat()]
+            for name in self.config.methods:
+                self.info["methods"].setdefault(name, _method_entry(name))
+            redo = {n for n, m in self.info["methods"].items() if m["status"] != "complete"}
+            self.metrics = [r for r in self.folder.read_metrics() if r["method"] not in redo]
+            old = self.folder.read_scores()
+            self.scores = old[~old["method"].isin(redo)].reset_index(drop=True)
+            self.logger.info("resuming run %s: re-running %s", self.folder.run_id, ", ".join(sorted(redo)) or "nothing")
+        else:
+            self.logger.info("run %s: methods %s, profile %s, seed %d, device %s", self.folder.run_id,
+                             ", ".join(self.config.methods), self.config.profile.name, self.config.seed,
+                             self.info["device"])
+        self._save_run()
+
+    def _prepare_data(self) -> None:
+        cfg, profile, timings = self.config, self.config.profile, self.info["timings"]
+        t = time.perf_counter()
+        source = self.data.open_dataset(cfg.data, profile, cfg.seed, self.progress)
+        self.info["dataset"] = {
+            "name": source.name, "root": str(source.root), "fingerprint": source.fingerprint(),
+            "n_images": len(source.records), "n_skipped": len(source.skipped),
+            "has_masks": any(r.has_mask for r in source.records),
+        }
+        self.info["notes"] = list(dict.fromkeys([*self.info["notes"], *source.notices]))
+        timings["data"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        split = self.data.make_split(source, cfg.seed, profile.split)
+        stored_hash = self.info["split"].get("hash")
+        if self.resuming and stored_hash and stored_hash != split.hash:
+            raise ValueError(f"the split changed since run {self.folder.run_id} started "
+                             f"({stored_hash} -> {split.hash}): the data differ; start a new run")
+        tmp = self.folder.file(".split.csv.tmp")
+        split.write_manifest(tmp)
+        os.replace(tmp, self.folder.file("split.csv"))
+        self.split_hash = split.hash
+        self.info["split"] = {
+            "hash": split.hash, "manifest": "split.csv", "counts": split.counts(),
+            "n_duplicate_groups": len(split.duplicate_groups),
+            "n_cross_label_duplicates": len(split.cross_label_duplicates),
+        }
+        timings["split"] = round(time.perf_counter() - t, 3)
+        self._save_run()
+
+        t = time.perf_counter()
+        if not (self.resuming and self.folder.file("eda/eda.json").exists()):
+            try:
+                self.data.run_eda(source, split, self.folder.file("eda"), self.progress)
+            except Exception as exc:  # the EDA is a report, not a result: record and go on
+                self.info["notes"].append(f"EDA failed: {type(exc).__name__}: {exc}")
+                self.logger.warning("EDA failed; the run goes on", exc_info=True)
+        timings["eda"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        size = max(profile.resnet18.image_size, profile.cyclegan.image_size)
+        self.sets = {which: self.data.load_imageset(source, split, which, size, self.progress)
+                     for which in ("train", "val", "test")}
+        timings["load"] = round(time.perf_counter() - t, 3)
+        self.logger.info("data: %s, split %s, train/val/test %s at %d px", source.name, split.hash[:12],
+                         "/".join(str(len(s)) for s in self.sets.values()), size)
+        self._save_run()
+
+    @staticmethod
+    def _order(names: tuple[str, ...]) -> list[str]:
+        """Translating methods last, so their MRI feature space can use this run's resnet18."""
+        return sorted(names, key=lambda n: "translates" in getattr(METHODS.get(n), "capabilities", ()))
+
+    # -------------------------------------------------------------- one method
+    def _run_method(self, name: str) -> None:
+        entry = self.info["methods"][name]
+        resume = self.resuming and entry["status"] != "pending"
+        entry.update(status="running", error=None, traceback=None, timings={})
+        self._save_run()
+        self.logger.info("== %s%s", name, " (resuming from its checkpoint)" if resume else "")
+        try:
+            self._fit_and_evaluate(name, entry, resume)
+        except Exception as exc:
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            self.logger.error("%s failed: %s", name, exc, exc_info=True)
+            self.metrics = [r for r in self.metrics if r["method"] != name]
+            self.scores = self.scores[self.scores["method"] != name].reset_index(drop=True)
+            self._save_results()
+        else:
+            entry["status"] = "complete"
+            self.logger.info("%s complete in %.1f s", name, sum(v or 0 for v in entry["timings"].values()))
+        self._save_run()
+
+    def _fit_and_evaluate(self, name: str, entry: dict[str, Any], resume: bool) -> None:
+        cfg, timings = self.config, entry["timings"]
+        train, val, test = self.sets["train"], self.sets["val"], self.sets["test"]
+        seed_everything(cfg.seed)
+        method: Method = METHODS.get(name)()
+        entry["capabilities"] = sorted(method.capabilities)
+        entry["description"] = method.description
+        ctx = FitContext(device=self.device, seed=cfg.seed, profile=cfg.profile,
+                         output_dir=self.folder.method_dir(name), logger=self.logger.getChild(name),
+                         resume=resume, pretrained=cfg.pretrained, amp=self.device.type == "cuda",
+                         progress=self.progress)
+        t = time.perf_counter()
+        method.fit(train, val, ctx)
+        timings["fit"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        val_out, test_out = method.score(val), method.score(test)
+        check_output(name, "val", val, val_out)
+        check_output(name, "test", test, test_out)
+        timings["score"] = round(time.perf_counter() - t, 3)
+
+        t = time.perf_counter()
+        settings = cfg.profile.metrics
+        rows, threshold = detection_rows(name, val, test, val_out, test_out, settings, cfg.seed)
+        if "maps" in method.capabilities:
+            rows += pixel_rows(name, test, test_out, settings, cfg.seed)
+        entry["threshold"] = threshold
+        selected = getattr(method, "selected", None)
+        entry["selected"] = _jsonable(selected) if selected else None
+        entry["aggregate"] = selected.get("aggregate") if isinstance(selected, dict) else None
+        self._record_checkpoint(method, entry)
+        curves = method.training_curves()
+        if curves:
+            self.folder.write_curves(name, curves)
+        timings["metrics"] = round(time.perf_counter() - t, 3)
+
+        timings["translate"] = None
+        if "translates" in method.capabilities:
+            t = time.perf_counter()
+            real, translated = translate_test(method, test)
+            timings["translate"] = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            rows += self._generative_rows(name, real, translated)
+            timings["generative"] = round(time.perf_counter() - t, 3)
+        self.folder.write_examples(name, example_arrays(method, test, test_out))
+
+        frames = [score_frame(name, "val", val, val_out), score_frame(name, "test", test, test_out)]
+        self.scores = pd.concat([self.scores[self.scores["method"] != name], *frames], ignore_index=True)
+        self.metrics = [r for r in self.metrics if r["method"] != name] + rows
+        self._save_results()
+
+    def _record_checkpoint(self, method: Method, entry: dict[str, Any]) -> None:
+        path = getattr(method, "checkpoint_path", None)
+        if path is None or not Path(path).is_file():
+            entry.update(checkpoint=None, checkpoint_sha256=None)
+            return
+        path = Path(path).resolve()
+        try:
+            shown = str(path.relative_to(self.folder.path.resolve()))
+        except ValueError:
+            shown = str(path)
+        entry.update(checkpoint=shown, checkpoint_sha256=file_sha256(path))
+
+    # -------------------------------------------------------------- generative metrics
+    def _generative_rows(self, name: str, real: dict[str, torch.Tensor],
+                         translated: dict[str, torch.Tensor]) -> list[dict]:
+        try:
+            from harness.metrics.generative import evaluate_generative
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("harness.metrics.generative",):
+                raise
+            note = "not computed: harness.metrics.generative is not available"
+            self.info["notes"].append(f"{name}: generative metrics skipped ({note})")
+            return [metric_row(name, m, None, domain=d, note=note)
+                    for d in ("tumor", "no_tumor") for m in ("fid", "isc", "kid")]
+        cfg = self.config
+        return evaluate_generative(
+            name, real, translated, settings=cfg.profile.metrics, device=self.device, seed=cfg.seed,
+            inception_weights=cfg.inception_weights, mri_checkpoint=self._mri_checkpoint(),
+            cache_dir=cache_root(), logger=self.logger.getChild(name))
+
+    def _mri_checkpoint(self) -> str | None:
+        """This run's resnet18 checkpoint, else a cached dedicated one; None (with a note) if neither."""
+        entry = self.info["methods"].get(MRI_METHOD)
+        if entry and entry["status"] == "complete" and entry.get("checkpoint"):
+            path = Path(entry["checkpoint"])
+            path = path if path.is_absolute() else self.folder.path / path
+            if path.is_file():
+                return str(path)
+        try:
+            return str(dedicated_checkpoint(
+                self.sets["train"], self.sets["val"], split_hash=self.split_hash, seed=self.config.seed,
+                profile=self.config.profile, device=self.device, logger=self.logger.getChild("mri-reference"),
+                progress=self.progress))
+        except Exception as exc:
+            note = f"MRI feature space unavailable: {type(exc).__name__}: {exc}"
+            if note not in self.info["notes"]:
+                self.info["notes"].append(note)
+            self.logger.warning(note)
+            return None
+
+    # -------------------------------------------------------------- saving
+    def _save_run(self) -> None:
+        self.folder.write_run(self.info)
+
+    def _save_results(self) -> None:
+        self.folder.write_metrics(self.metrics)
+        self.folder.write_scores(self.scores)
+
+
+def _method_entry(name: str) -> dict[str, Any]:
+    return {"status": "pending", "error": None, "traceback": None, "capabilities": [],
+            "description": "", "timings": {}, "threshold": None, "aggregate": None,
+            "checkpoint": None, "checkpoint_sha256": None}
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def _expected_error(exc: Exception) -> bool:
+    from harness.data.types import DatasetError
+    from harness.registry import UnknownNameError
+
+    return isinstance(exc, (DatasetError, UnknownNameError, FileNotFoundError, ValueError))
+
+
+# ---------------------------------------------------------------- summary
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def summary_table(info: dict[str, Any], rows: list[dict]) -> str:
+    """Plain-text table: method, AUROC [CI], AP (chance), sens/spec, status, time."""
+    by = {(r["method"], r["metric"]): r for r in rows if r.get("domain") == "all" and r.get("split") == "test"}
+    header = ["method", "AUROC [95% CI]", "AP (chance)", "sens/spec", "status", "time (s)"]
+    lines = []
+    for name, entry in info["methods"].items():
+        auroc = by.get((name, "auroc"), {})
+        ci = (f" [{_fmt(auroc.get('ci_low'))}, {_fmt(auroc.get('ci_high'))}]"
+              if auroc.get("ci_low") is not None else "")
+        ap, chance = by.get((name, "ap"), {}), by.get((name, "ap_chance"), {})
+        sens, spec = by.get((name, "sensitivity"), {}), by.get((name, "specificity"), {})
+        total = sum(v for v in entry.get("timings", {}).values() if isinstance(v, (int, float)))
+        lines.append([name, _fmt(auroc.get("value")) + ci,
+                      f"{_fmt(ap.get('value'))} ({_fmt(chance.get('value'), 2)})",
+                      f"{_fmt(sens.get('value'), 2)}/{_fmt(spec.get('value'), 2)}", entry["status"],
+                      f"{total:.1f}"])
+    widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*header), fmt.format(*("-" * w for w in widths)),
+                      *(fmt.format(*r) for r in lines)])

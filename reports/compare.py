@@ -1,0 +1,115 @@
+"""``python -m harness compare RUN_A RUN_B``: a page of metric deltas (B - A) between two runs.
+
+Deltas are only meaningful on the same test images, so the page says first whether the two runs
+share their dataset fingerprint and split hash. Whether the 95% CIs overlap is a rough guide
+(non-overlap implies a difference; overlap does not imply sameness).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from reports.escape import MyST, escape_text, slug
+from reports.reader import RunData, RunReadError, read_run
+from reports.render import environment, render_all, write_if_changed
+from reports.run_page import SHOWS_RESULTS
+from reports.tables import DETECTION, GENERATIVE, PIXEL, MetricIndex, fmt, fmt_metric, is_number, md_table
+
+__all__ = ["compare_command", "compare_page"]
+
+_ORDER = [m for m, _ in DETECTION] + ["ap_chance"] + [m for m, _ in PIXEL] + GENERATIVE
+
+
+def _resolve(name: str, runs_dir: Path) -> Path:
+    """A run id inside ``runs_dir`` or a path to a run folder."""
+    for candidate in (runs_dir / name, Path(name)):
+        if (candidate / "run.json").is_file():
+            return candidate
+    raise FileNotFoundError(f"no run {name!r}: neither {runs_dir / name} nor {name} holds a run.json")
+
+
+def _load(name: str, runs_dir: Path) -> RunData:
+    path = _resolve(name, runs_dir)
+    try:
+        data = read_run(path)
+    except RunReadError as exc:
+        raise ValueError(f"run {name!r}: {exc}") from exc
+    if data.status not in SHOWS_RESULTS:
+        raise ValueError(f"run {data.run_id!r} is {data.status}: it has no results to compare yet")
+    return data
+
+
+def _usable_rows(data: RunData) -> list[dict[str, Any]]:
+    """Test-split rows of methods that completed (a failed method's rows are not results)."""
+    done = {m for m, info in data.methods.items() if isinstance(info, dict) and info.get("status") == "complete"}
+    return [r for r in data.metrics if (r.get("split") or "test") == "test" and (not data.methods or r["method"] in done)]
+
+
+def _overlap(a: dict[str, Any] | None, b: dict[str, Any] | None) -> str | None:
+    if not a or not b or not all(is_number(r.get(k)) for r in (a, b) for k in ("ci_low", "ci_high")):
+        return None
+    return "yes" if a["ci_low"] <= b["ci_high"] and b["ci_low"] <= a["ci_high"] else "no"
+
+
+def _metrics_table(a: RunData, b: RunData) -> MyST | None:
+    index_a, index_b = MetricIndex(_usable_rows(a)), MetricIndex(_usable_rows(b))
+    keys = set(index_a.rows) | set(index_b.rows)
+    order = {m: i for i, m in enumerate(_ORDER)}
+    keys_sorted = sorted(keys, key=lambda k: (k[0], order.get(k[3], len(order)), k[3], k[2], str(k[4])))
+    rows = []
+    for key in keys_sorted:
+        method, _, domain, metric, space = key
+        ra, rb = index_a.rows.get(key), index_b.rows.get(key)
+        va, vb = (ra or {}).get("value"), (rb or {}).get("value")
+        delta = fmt(vb - va, 4) if is_number(va) and is_number(vb) else None
+        rows.append([method, None if domain == "all" else domain, space, metric,
+                     fmt_metric(metric, ra), fmt_metric(metric, rb), delta, _overlap(ra, rb)])
+    if not rows:
+        return None
+    return md_table(["Method", "Domain", "Features", "Metric", "A", "B", "Δ (B − A)", "95% CIs overlap"], rows)
+
+
+def _identity(a: RunData, b: RunData) -> MyST:
+    def get(data: RunData, *path: str) -> Any:
+        value: Any = data.run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        return value
+
+    fields = [("Run", ("run_id",)), ("Status", ("status",)), ("Harness version", ("harness_version",)),
+              ("Git commit", ("git_commit",)), ("Created", ("created",)), ("Profile", ("profile",)),
+              ("Seed", ("seed",)), ("Device", ("device",)), ("Dataset", ("dataset", "name")),
+              ("Dataset fingerprint", ("dataset", "fingerprint")), ("Split hash", ("split", "hash"))]
+    rows = []
+    for title, path in fields:
+        va, vb = get(a, *path), get(b, *path)
+        rows.append([MyST(f"**{title}**"), None if va is None else str(va), None if vb is None else str(vb),
+                     "same" if va == vb else "differs"])
+    return md_table(["", "A", "B", ""], rows)
+
+
+def compare_page(a: RunData, b: RunData, linked: tuple[bool, bool]) -> str:
+    """The compare page's text; ``linked`` says which runs have a page in the report to link to."""
+    def title(data: RunData, link: bool) -> MyST:
+        name = escape_text(data.run_id)
+        return MyST(f"[{name}]({slug(data.run_id)}.md)") if link else name
+
+    same_split = a.run.get("split", {}).get("hash") == b.run.get("split", {}).get("hash") if (
+        isinstance(a.run.get("split"), dict) and isinstance(b.run.get("split"), dict)) else False
+    return environment().get_template("compare.md.j2").render(
+        a=escape_text(a.run_id), b=escape_text(b.run_id), a_title=title(a, linked[0]), b_title=title(b, linked[1]),
+        identity=_identity(a, b), table=_metrics_table(a, b), same_split=same_split,
+        failed=[escape_text(d.run_id) for d in (a, b) if d.status != "complete"])
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    runs_dir, out = Path(args.runs), Path(args.out)
+    a, b = _load(args.run_a, runs_dir), _load(args.run_b, runs_dir)
+    inside = tuple(d.path.resolve().parent == runs_dir.resolve() for d in (a, b))
+    page = out / f"compare-{slug(a.run_id)}-vs-{slug(b.run_id)}.md"
+    write_if_changed(page, compare_page(a, b, inside))  # before the index, which lists it
+    render_all(runs_dir, out)
+    print(f"compare: wrote {page}")
+    return 0

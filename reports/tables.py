@@ -1,0 +1,109 @@
+"""Metric rows -> markdown tables (run page, index, compare page).
+
+Numbers are formatted here, once, so every page shows a metric the same way; any text that came
+from a user (method names, notes, errors) goes through :func:`reports.escape.escape_text`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from reports.escape import MyST, escape_text
+
+__all__ = [
+    "DASH", "DETECTION", "GENERATIVE", "MetricIndex", "cell", "fmt", "fmt_ci", "fmt_mean_std",
+    "md_table", "is_number",
+]
+
+DASH = MyST("—")
+# (metric key, column title)
+DETECTION = [("auroc", "AUROC"), ("ap", "AP"), ("sensitivity", "Sensitivity"),
+             ("specificity", "Specificity"), ("balanced_accuracy", "Balanced acc.")]
+PIXEL = [("pixel_auroc", "Pixel AUROC"), ("pixel_ap", "Pixel AP"), ("best_dice", "Best Dice")]
+GENERATIVE = ["fid", "isc", "kid", "fid_reference", "fid_relative"]
+_DIGITS = {"fid": 2, "isc": 3, "kid": 4, "fid_reference": 2, "fid_relative": 3}
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def fmt(value: Any, digits: int = 3) -> MyST:
+    """A number with fixed digits; missing or non-finite values become a dash."""
+    return MyST(f"{value:.{digits}f}") if is_number(value) else DASH
+
+
+def fmt_ci(row: dict[str, Any] | None, digits: int = 3) -> MyST:
+    """``value [low, high]`` (the 95% CI) or the bare value when there is no CI."""
+    if row is None or not is_number(row.get("value")):
+        return DASH
+    text = fmt(row["value"], digits)
+    if is_number(row.get("ci_low")) and is_number(row.get("ci_high")):
+        return MyST(f"{text} [{fmt(row['ci_low'], digits)}, {fmt(row['ci_high'], digits)}]")
+    return text
+
+
+def fmt_mean_std(row: dict[str, Any] | None, digits: int = 3) -> MyST:
+    if row is None or not is_number(row.get("value")):
+        return DASH
+    if is_number(row.get("std")):
+        return MyST(f"{fmt(row['value'], digits)} ± {fmt(row['std'], digits)}")
+    return fmt(row["value"], digits)
+
+
+def fmt_metric(metric: str, row: dict[str, Any] | None) -> MyST:
+    """The display of one metrics row, by metric kind."""
+    if metric in ("isc", "kid"):
+        return fmt_mean_std(row, _DIGITS[metric])
+    return fmt_ci(row, _DIGITS.get(metric, 3))
+
+
+def cell(value: Any) -> MyST:
+    """A table cell: MyST passes through, None is a dash, anything else is escaped text."""
+    if isinstance(value, MyST):
+        return value
+    if value is None:
+        return DASH
+    return escape_text(value)
+
+
+def md_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> MyST:
+    """A GFM pipe table; every cell escaped (``|`` included) unless already MyST."""
+    lines = ["| " + " | ".join(cell(h) for h in header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return MyST("\n".join(lines))
+
+
+class MetricIndex:
+    """Metrics rows keyed by (method, split, domain, metric, feature_space)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]]):
+        self.rows: dict[tuple, dict[str, Any]] = {}
+        for row in rows:
+            self.rows[self.key(row)] = row
+
+    @staticmethod
+    def key(row: dict[str, Any]) -> tuple:
+        return (str(row.get("method")), str(row.get("split") or "test"), str(row.get("domain") or "all"),
+                str(row.get("metric")), row.get("feature_space"))
+
+    def get(self, method: str, metric: str, domain: str = "all", feature_space: str | None = None,
+            split: str = "test") -> dict[str, Any] | None:
+        return self.rows.get((method, split, domain, metric, feature_space))
+
+    def methods(self) -> list[str]:
+        return sorted({k[0] for k in self.rows})
+
+    def has(self, metric: str) -> bool:
+        return any(k[3] == metric for k in self.rows)
+
+    def generative_spaces(self, method: str) -> list[str]:
+        return sorted({k[4] for k in self.rows if k[0] == method and k[3] in GENERATIVE and k[4]})
+
+    def generative_domains(self, method: str) -> list[str]:
+        found = {k[2] for k in self.rows if k[0] == method and k[3] in GENERATIVE}
+        order = {"tumor": 0, "no_tumor": 1}
+        return sorted(found, key=lambda d: (order.get(d, 2), d))

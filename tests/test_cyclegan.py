@@ -1,0 +1,286 @@
+"""CycleGAN: networks, exact resume, determinism, scoring maps, translation (tiny, CPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet
+from harness.config import PROFILES, CycleGANSettings
+from harness.registry import METHODS
+from generative.cyclegan.method import CycleGANMethod
+from generative.cyclegan.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from generative.cyclegan.scoring import aggregate, anomaly_map, local_ssim, select_scoring
+from generative.cyclegan.train import CycleGANTrainer, ImagePool, LinearDecay
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
+
+
+def synthetic_set(n: int, size: int, seed: int) -> ImageSet:
+    """Ellipse 'brains' with smooth texture; the first half carry a bright round lesion."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+    images, masks, brains, labels = [], [], [], []
+    for i in range(n):
+        a, b = 0.7 + 0.1 * torch.rand(2, generator=g)
+        brain = (xx / a) ** 2 + (yy / (b + 0.1)) ** 2 < 1
+        tex = torch.nn.functional.avg_pool2d(torch.rand(1, 1, size, size, generator=g), 5, 1, 2)[0, 0]
+        image = brain.float() * (0.35 + 0.3 * tex)
+        mask = torch.zeros(size, size, dtype=torch.bool)
+        if i < n // 2:
+            cx, cy = (torch.rand(2, generator=g) - 0.5) * 0.8
+            r = 0.15 + 0.1 * torch.rand((), generator=g)
+            mask = (((xx - cx) ** 2 + (yy - cy) ** 2) < r**2) & brain
+            image = torch.where(mask, torch.full_like(image, 0.95), image)
+        images.append(image)
+        masks.append(mask)
+        brains.append(brain)
+        labels.append(int(i < n // 2))
+    return ImageSet(images=torch.stack(images)[:, None], labels=torch.tensor(labels),
+                    ids=[f"{seed}-{i}" for i in range(n)], brain=torch.stack(brains)[:, None],
+                    masks=torch.stack(masks)[:, None])
+
+
+TINY = CycleGANSettings(image_size=32, ngf=4, ndf=4, n_blocks=1, epochs=2, decay_epochs=1,
+                        batch_size=4, pool_size=3, max_train_per_domain=0, sample_every=2)
+
+
+def make_ctx(tmp: Path, settings: CycleGANSettings, seed: int = 0, resume: bool = False) -> FitContext:
+    profile = dataclasses.replace(PROFILES["smoke"], cyclegan=settings)
+    return FitContext(device=torch.device("cpu"), seed=seed, profile=profile, output_dir=tmp,
+                      logger=logging.getLogger("test-cyclegan"), resume=resume, progress=False)
+
+
+def generator_tensors(method: CycleGANMethod) -> dict[str, torch.Tensor]:
+    assert method.trainer is not None
+    return {f"{name}.{k}": v for name in ("G_AB", "G_BA")
+            for k, v in getattr(method.trainer, name).state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def tiny_data() -> tuple[ImageSet, ImageSet]:
+    return synthetic_set(32, 32, seed=1), synthetic_set(12, 32, seed=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_data) -> CycleGANMethod:
+    train, val = tiny_data
+    method = CycleGANMethod()
+    method.fit(train, val, make_ctx(tmp_path_factory.mktemp("tiny"), TINY))
+    return method
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[CycleGANMethod, ImageSet, Path]:
+    """The smoke profile's settings on 64 px synthetic data (the model works at 32 px)."""
+    out = tmp_path_factory.mktemp("smoke")
+    method = METHODS.get("cyclegan")()
+    method.fit(synthetic_set(96, 64, seed=3), synthetic_set(24, 64, seed=4),
+               make_ctx(out, PROFILES["smoke"].cyclegan))
+    return method, synthetic_set(24, 64, seed=5), out
+
+
+# -- networks ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+def test_generator_keeps_shape_and_range(upsample):
+    g = ResnetGenerator(1, ngf=4, n_blocks=2, upsample=upsample)
+    init_weights(g, torch.Generator().manual_seed(0))
+    y = g(torch.rand(2, 1, 48, 48) * 2 - 1)
+    assert y.shape == (2, 1, 48, 48)
+    assert y.abs().max() <= 1.0
+    norms = [m for m in g.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert norms and not any(m.affine for m in norms)
+
+
+def test_patch_discriminator_shape_and_receptive_field():
+    d = PatchDiscriminator(1, ndf=4, n_layers=3)
+    assert d(torch.zeros(1, 1, 64, 64)).shape == (1, 1, 6, 6)
+    assert d(torch.zeros(2, 1, 256, 256)).shape == (2, 1, 30, 30)  # the reference 30x30 patch grid
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in d.modules()) == 5
+
+
+def test_init_is_normal_002_and_seeded():
+    a, b, c = (ResnetGenerator(1, ngf=8, n_blocks=2) for _ in range(3))
+    init_weights(a, torch.Generator().manual_seed(7))
+    init_weights(b, torch.Generator().manual_seed(7))
+    init_weights(c, torch.Generator().manual_seed(8))
+    weights = torch.cat([m.weight.flatten() for m in a.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert abs(weights.std().item() - 0.02) < 0.002 and abs(weights.mean().item()) < 0.002
+    assert all(m.bias.abs().sum() == 0 for m in a.modules() if isinstance(m, torch.nn.Conv2d))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_bad_image_size_is_a_clear_error(tmp_path, tiny_data):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        CycleGANMethod().fit(*tiny_data, make_ctx(tmp_path, dataclasses.replace(TINY, image_size=30)))
+
+
+def test_missing_domain_is_a_clear_error(tmp_path, tiny_data):
+    train, val = tiny_data
+    with pytest.raises(ValueError, match="no_tumor images"):
+        CycleGANMethod().fit(train.of_label(1), val, make_ctx(tmp_path, TINY))
+
+
+# -- training pieces -----------------------------------------------------------------------
+
+def test_linear_decay_schedule():
+    rule = LinearDecay(epochs=3, decay_epochs=3)
+    assert [rule(e) for e in range(6)] == [1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+
+
+def test_image_pool_fills_then_mixes_history():
+    pool = ImagePool(2)
+    g = torch.Generator().manual_seed(0)
+    first = pool.query(torch.zeros(2, 1, 2, 2), g)
+    assert torch.equal(first, torch.zeros(2, 1, 2, 2)) and len(pool.images) == 2
+    outs = torch.cat([pool.query(torch.full((1, 1, 2, 2), float(i)), g) for i in range(1, 40)])
+    returned_old = sum(int(o[0, 0, 0] != i) for i, o in zip(range(1, 40), outs))
+    assert 5 < returned_old < 35  # about half the queries return an older image
+    assert ImagePool(0).query(torch.ones(3, 1, 2, 2), g).shape == (3, 1, 2, 2)
+
+
+def test_training_writes_curves_samples_and_checkpoints(tiny_run):
+    curves = tiny_run.training_curves()
+    assert curves["epoch"] == [1, 2, 3]
+    assert set(curves) == {"epoch", "loss_G", "loss_D", "loss_cycle", "loss_identity", "lr"}
+    assert curves["lr"] == pytest.approx([2e-4, 2e-4, 1e-4])
+    assert all(math.isfinite(v) for k in curves for v in curves[k])
+    out = tiny_run.trainer.output_dir
+    assert sorted(p.name for p in (out / "samples").glob("*.png")) == ["epoch-002.png", "epoch-003.png"]
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert state["epoch"] == 3
+    assert {"G_AB", "G_BA", "D_A", "D_B", "opt_G", "opt_D", "sched_G", "sched_D", "pool_A",
+            "pool_B", "curves"} <= set(state["state"])
+    assert len(state["state"]["pool_A"]["images"]) == TINY.pool_size
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path, tiny_data, tiny_run):
+    again = CycleGANMethod()
+    again.fit(*tiny_data, make_ctx(tmp_path / "a", TINY))
+    ref = generator_tensors(tiny_run)
+    assert all(torch.equal(v, ref[k]) for k, v in generator_tensors(again).items())
+    other = CycleGANMethod()
+    other.fit(*tiny_data, make_ctx(tmp_path / "b", TINY, seed=1))
+    assert not torch.equal(generator_tensors(other)["G_AB.model.1.weight"], ref["G_AB.model.1.weight"])
+
+
+def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, tiny_data, tiny_run, monkeypatch):
+    steps_per_epoch = math.ceil(16 / TINY.batch_size)
+    original = CycleGANTrainer._step
+    calls = {"n": 0}
+
+    def dying_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == steps_per_epoch + 2:  # the middle of epoch 2 of 3
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CycleGANTrainer, "_step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        CycleGANMethod().fit(*tiny_data, make_ctx(tmp_path, TINY))
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(CycleGANTrainer, "_step", original)
+
+    torch.manual_seed(12345)  # a resumed process starts with unrelated global RNG state
+    resumed = CycleGANMethod()
+    resumed.fit(*tiny_data, make_ctx(tmp_path, TINY, resume=True))
+    ref = generator_tensors(tiny_run)
+    got = generator_tensors(resumed)
+    assert got.keys() == ref.keys()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert resumed.training_curves() == tiny_run.training_curves()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, tiny_data, tiny_run):
+    import shutil
+
+    shutil.copytree(tiny_run.trainer.output_dir / "checkpoints", tmp_path / "checkpoints")
+    with pytest.raises(ValueError, match="different cyclegan settings.*ngf"):
+        CycleGANMethod().fit(*tiny_data, make_ctx(tmp_path, dataclasses.replace(TINY, ngf=8), resume=True))
+
+
+# -- scoring -------------------------------------------------------------------------------
+
+def test_ssim_is_one_for_identical_images_and_lower_for_changed():
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(local_ssim(x, x), torch.ones_like(x), atol=1e-4)
+    y = x.clone()
+    y[..., 8:16, 8:16] = 1.0
+    s = local_ssim(x, y)
+    assert s[..., 12, 12] < 0.5 and s[..., 28, 28] > 0.99
+
+
+def test_maps_and_aggregates():
+    x = torch.zeros(2, 1, 20, 20)
+    x_h = x.clone()
+    x_h[1, 0, 5:10, 5:10] = 0.8
+    brain = torch.zeros_like(x, dtype=torch.bool)
+    brain[..., 2:18, 2:18] = True
+    for kind in ("residual", "ssim"):
+        maps = anomaly_map(x, x_h, brain, kind)
+        assert maps.shape == (2, 20, 20) and maps[~brain.squeeze(1)].abs().max() == 0
+    maps = anomaly_map(x, x_h, brain, "residual", smooth_sigma=0)
+    assert aggregate(maps, brain, "max").tolist() == pytest.approx([0.0, 0.8])
+    assert aggregate(maps, brain, "mean")[1] == pytest.approx(0.8 * 25 / 256)
+    assert aggregate(maps, brain, "top5")[1] == pytest.approx(0.8)  # 13 of 256 pixels, all changed
+    assert aggregate(maps, torch.zeros_like(brain), "top1").tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="unknown aggregate"):
+        aggregate(maps, brain, "median")
+
+
+def test_selection_needs_both_labels():
+    maps = {"residual": torch.rand(4, 8, 8), "ssim": torch.rand(4, 8, 8)}
+    brain = torch.ones(4, 1, 8, 8, dtype=torch.bool)
+    one_class = select_scoring(maps, brain, torch.zeros(4))
+    assert one_class["val_auroc"] is None and one_class["map"] == "residual"
+    maps["ssim"][2:] += 1.0
+    picked = select_scoring(maps, brain, torch.tensor([0, 0, 1, 1]))
+    assert picked["map"] == "ssim" and picked["val_auroc"] == 1.0
+
+
+@pytest.mark.slow
+def test_smoke_model_scores_maps_and_translates(smoke_run):
+    method, test, out = smoke_run
+    assert method.selected["map"] in ("residual", "ssim") and method.selected["val_auroc"] is not None
+    result = method.score(test)
+    assert result.scores.shape == (24,) and np.isfinite(result.scores).all()
+    assert result.maps.shape == (24, 64, 64)
+    assert result.extras["translated"].shape == (24, 64, 64)
+    assert np.abs(result.maps[~test.brain.squeeze(1).numpy()]).max() == 0
+    for domain in (TUMOR, NO_TUMOR):
+        y = method.translate(test.images[:5], domain)
+        assert y.shape == (5, 1, 64, 64) and y.min() >= 0 and y.max() <= 1
+    with pytest.raises(ValueError, match="to_domain"):
+        method.translate(test.images[:1], "healthy")
+    assert (out / "samples").is_dir()
+
+
+@pytest.mark.slow
+def test_identity_residual_smaller_than_tumor_to_healthy(smoke_run):
+    method, test, _ = smoke_run
+    brain = test.brain
+
+    def mean_residual(label: int) -> float:
+        idx = torch.nonzero(test.labels == label).flatten()
+        x = test.images[idx]
+        diff = (method.translate(x, NO_TUMOR) - x).abs()
+        return float(diff[brain[idx]].mean())
+
+    healthy, tumor = mean_residual(0), mean_residual(1)
+    assert healthy < 0.8 * tumor, (healthy, tumor)
+
+
+def test_score_before_fit_is_a_clear_error(tiny_data):
+    with pytest.raises(RuntimeError, match="fit"):
+        CycleGANMethod().score(tiny_data[1])

@@ -1,0 +1,194 @@
+"""Detection metrics against scikit-learn and hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from harness.config import MetricSettings
+from harness.metrics.detection import (best_dice, choose_threshold, image_detection, pixel_detection,
+                                       rates_at_threshold, stratified_counts, weighted_auroc_ap)
+
+SETTINGS = MetricSettings(bootstrap=200, ci=0.95)
+
+
+def _data(n: int = 120, seed: int = 0, ties: bool = True):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = rng.normal(size=n) + 1.2 * y
+    return y, (np.round(s, 1) if ties else s)
+
+
+def _by_metric(estimates):
+    return {e.metric: e for e in estimates}
+
+
+def test_hand_computed_auroc_ap_and_rates():
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    est, thr = image_detection(y, s, y, s, MetricSettings(bootstrap=0), seed=0)
+    m = _by_metric(est)
+    assert m["auroc"].value == pytest.approx(0.75)  # 3 of 4 pos/neg pairs ordered
+    # AP = mean precision at each positive: 1/1 at 0.8, 2/3 at 0.35
+    assert m["ap"].value == pytest.approx((1 + 2 / 3) / 2)
+    assert m["ap_chance"].value == pytest.approx(0.5)
+    # Youden J on these scores: thresholds 0.8 (J=.5), 0.35 (J=.5), 0.1 (J=0): highest wins
+    assert thr == pytest.approx(0.8)
+    assert m["sensitivity"].value == pytest.approx(0.5) and m["specificity"].value == pytest.approx(1.0)
+    assert m["balanced_accuracy"].value == pytest.approx(0.75)
+    assert m["auroc"].ci_low is None  # bootstrap=0: no interval
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_point_estimates_match_sklearn(ties):
+    y, s = _data(ties=ties)
+    m = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=1)[0])
+    assert m["auroc"].value == pytest.approx(roc_auc_score(y, s))
+    assert m["ap"].value == pytest.approx(average_precision_score(y, s))
+    assert m["ap_chance"].value == pytest.approx(y.mean())
+
+
+@pytest.mark.parametrize("ties", [True, False])
+def test_weighted_replicates_equal_sklearn_with_sample_weight(ties):
+    y, s = _data(ties=ties, seed=3)
+    counts = stratified_counts(y, 7, np.random.default_rng(0))
+    auroc, ap = weighted_auroc_ap(s, y, counts)
+    for i in range(7):
+        assert auroc[i] == pytest.approx(roc_auc_score(y, s, sample_weight=counts[i]), abs=1e-12)
+        assert ap[i] == pytest.approx(average_precision_score(y, s, sample_weight=counts[i]), abs=1e-12)
+
+
+def test_weighted_with_units_equals_expanded_samples():
+    rng = np.random.default_rng(0)
+    s = np.round(rng.random(60), 2)
+    y = rng.random(60) < 0.3
+    unit = np.repeat(np.arange(6), 10)
+    w_units = np.array([[2, 0, 1, 1, 3, 0]])
+    auroc, ap = weighted_auroc_ap(s, y, w_units, unit=unit)
+    w = w_units[0][unit]
+    assert auroc[0] == pytest.approx(roc_auc_score(y, s, sample_weight=w))
+    assert ap[0] == pytest.approx(average_precision_score(y, s, sample_weight=w))
+
+
+def test_stratified_counts_keep_class_sizes():
+    strata = np.array([0] * 7 + [1] * 3)
+    counts = stratified_counts(strata, 50, np.random.default_rng(0))
+    assert (counts[:, :7].sum(axis=1) == 7).all() and (counts[:, 7:].sum(axis=1) == 3).all()
+
+
+def test_bootstrap_ci_is_seeded_and_contains_the_estimate():
+    y, s = _data(seed=5)
+    a = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=7)[0])
+    b = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=7)[0])
+    c = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=8)[0])
+    for metric in ("auroc", "ap", "sensitivity", "specificity", "balanced_accuracy"):
+        assert a[metric].ci_low <= a[metric].value <= a[metric].ci_high, metric
+        assert (a[metric].ci_low, a[metric].ci_high) == (b[metric].ci_low, b[metric].ci_high)
+    assert (a["auroc"].ci_low, a["auroc"].ci_high) != (c["auroc"].ci_low, c["auroc"].ci_high)
+    assert a["auroc"].ci_high - a["auroc"].ci_low < 0.3
+
+
+def test_threshold_comes_from_validation_not_test():
+    val_y = np.array([0, 0, 0, 1, 1, 1])
+    val_s = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    assert choose_threshold(val_y, val_s) == pytest.approx(0.7)
+    test_y = np.array([0, 0, 1, 1])
+    test_s = np.array([0.5, 0.6, 0.65, 0.95])  # perfectly separable at 0.62, but the val threshold is 0.7
+    m = _by_metric(image_detection(val_y, val_s, test_y, test_s, MetricSettings(bootstrap=0), 0)[0])
+    assert m["auroc"].value == 1.0
+    assert m["sensitivity"].value == 0.5 and m["specificity"].value == 1.0
+    assert "threshold=0.7" in m["sensitivity"].note
+
+
+def test_rates_with_weights():
+    y = np.array([1, 1, 0, 0])
+    s = np.array([0.9, 0.1, 0.2, 0.8])
+    r = rates_at_threshold(y, s, 0.5, weights=np.array([[3, 1, 1, 0]]))
+    assert r["sensitivity"][0] == pytest.approx(0.75) and r["specificity"][0] == pytest.approx(1.0)
+
+
+def test_one_class_gives_notes_not_errors():
+    y1 = np.ones(5, dtype=int)
+    s = np.linspace(0, 1, 5)
+    est, thr = image_detection(np.array([0, 1]), np.array([0.2, 0.8]), y1, s, SETTINGS, 0)
+    m = _by_metric(est)
+    assert m["auroc"].value is None and "only one class" in m["auroc"].note
+    assert m["ap_chance"].value == 1.0
+    assert thr == pytest.approx(0.8)
+    # one-class validation: metrics on test, but no threshold-based rates
+    y, s2 = _data(seed=2)
+    est, thr = image_detection(np.zeros(4), np.arange(4.0), y, s2, SETTINGS, 0)
+    m = _by_metric(est)
+    assert thr is None and m["auroc"].value is not None
+    assert m["sensitivity"].value is None and "validation" in m["sensitivity"].note
+    # empty and non-finite inputs
+    assert _by_metric(image_detection(y, s2, np.array([]), np.array([]), SETTINGS, 0)[0])["auroc"].value is None
+    bad = s2.copy()
+    bad[0] = np.nan
+    assert "non-finite" in _by_metric(image_detection(y, s2, y, bad, SETTINGS, 0)[0])["auroc"].note
+
+
+def _maps(n_tumor=4, n_normal=4, size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_tumor + n_normal
+    maps = rng.random((n, size, size)) * 0.5
+    masks = np.zeros((n, size, size), bool)
+    for i in range(n_tumor):
+        masks[i, 4:9, 4:9] = True
+    maps[masks] += 0.6
+    brain = np.zeros_like(masks)
+    brain[:, 1:-1, 1:-1] = True
+    labels = np.r_[np.ones(n_tumor), np.zeros(n_normal)].astype(int)
+    return maps, masks, brain, labels
+
+
+def test_pixel_metrics_match_sklearn_inside_the_brain():
+    maps, masks, brain, labels = _maps()
+    m = _by_metric(pixel_detection(maps, masks, brain, labels, SETTINGS, seed=0))
+    v, t = maps[brain], masks[brain]
+    assert m["pixel_auroc"].value == pytest.approx(roc_auc_score(t, v))
+    assert m["pixel_ap"].value == pytest.approx(average_precision_score(t, v))
+    assert m["pixel_auroc"].ci_low <= m["pixel_auroc"].value <= m["pixel_auroc"].ci_high
+    assert m["pixel_auroc"].note is None and m["pixel_auroc"].n == 8
+    # outside-brain pixels are ignored: making them huge changes nothing
+    maps2 = maps.copy()
+    maps2[~brain] = 100.0
+    m2 = _by_metric(pixel_detection(maps2, masks, brain, labels, SETTINGS, seed=0))
+    assert m2["pixel_auroc"].value == m["pixel_auroc"].value
+
+
+def test_pixel_subsample_is_seeded_and_noted():
+    maps, masks, brain, labels = _maps(size=32)
+    a = _by_metric(pixel_detection(maps, masks, brain, labels, SETTINGS, seed=0, max_pixels=2000))
+    b = _by_metric(pixel_detection(maps, masks, brain, labels, SETTINGS, seed=0, max_pixels=2000))
+    assert a["pixel_ap"].value == b["pixel_ap"].value and "subsample of 2000" in a["pixel_ap"].note
+    full = _by_metric(pixel_detection(maps, masks, brain, labels, SETTINGS, seed=0))
+    assert abs(a["pixel_auroc"].value - full["pixel_auroc"].value) < 0.05
+
+
+def test_best_dice_hand_case_and_perfect_map():
+    maps, masks, brain, labels = _maps()
+    perfect = masks.astype(float)
+    d = best_dice(perfect, masks, brain, labels)
+    assert d.value == pytest.approx(1.0) and d.note.startswith("threshold=")
+    # one tumor image, 4 lesion pixels; the map marks 2 of them plus 2 background pixels highest
+    m = np.zeros((1, 4, 4))
+    mask = np.zeros((1, 4, 4), bool)
+    mask[0, 0, :4] = True
+    m[0, 0, :2] = 1.0
+    m[0, 1, :2] = 1.0
+    d = best_dice(m, mask, np.ones_like(mask), [1], grid_size=9)
+    # at t=1: pred 4, tp 2 -> 2*2/(4+4)=0.5; at t<=0 everything: 2*4/(16+4)=0.4
+    assert d.value == pytest.approx(0.5) and d.note == "threshold=1"
+    assert best_dice(m, mask, np.ones_like(mask), [0]).value is None  # no tumor images
+
+
+def test_pixel_one_class_notes():
+    maps, masks, brain, labels = _maps()
+    masks[:] = False
+    m = _by_metric(pixel_detection(maps, masks, brain, labels, SETTINGS, seed=0))
+    assert m["pixel_auroc"].value is None and "only one class" in m["pixel_auroc"].note
+    assert m["best_dice"].value is None and "empty" in m["best_dice"].note
+    with pytest.raises(ValueError, match="maps for"):
+        pixel_detection(maps, masks, brain, labels[:3], SETTINGS, seed=0)

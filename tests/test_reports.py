@@ -1,0 +1,266 @@
+"""Report site: run pages, index, compare pages, idempotency, escaping, Sphinx build."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reports.compare import compare_command
+from reports.escape import escape_text, fence, slug
+from reports.render import render_all, report_command
+
+os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
+REPO = Path(__file__).resolve().parents[1]
+EVIL = "evil_<script>alert(1)</script>_*bold*_[link](x)_|pipe|.png"
+
+
+def _ci(value: float, half: float) -> dict:
+    return {"value": value, "std": None, "ci_low": value - half, "ci_high": value + half, "note": None}
+
+
+def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, created: str = "2026-01-01T10:00:00+00:00",
+             eda: dict | None = None, cyclegan_status: str = "complete") -> Path:
+    """A run folder as docs/results-schema.md describes it, with scores from a seeded distribution."""
+    rng = np.random.default_rng(seed)
+    folder = runs / run_id
+    (folder / "eda").mkdir(parents=True)
+    methods = {
+        "resnet18": {"status": "complete", "error": None, "traceback": None, "capabilities": ["scores"],
+                     "timings": {"fit": 12.3, "score": 0.8, "translate": None, "metrics": 0.4}, "threshold": 0.5},
+        "intensity": {"status": "complete", "error": None, "capabilities": ["scores"],
+                      "timings": {"fit": 0.1, "score": 0.2}, "threshold": 1.7},
+        "cyclegan": {"status": cyclegan_status, "capabilities": ["scores", "maps", "translates"],
+                     "error": None if cyclegan_status == "complete" else "RuntimeError: out of memory <*here*>",
+                     "timings": {"fit": 80.0}, "threshold": None, "aggregate": "max"},
+    }
+    run = {
+        "schema_version": 1, "run_id": run_id, "status": status, "created": created,
+        "finished": None if status == "running" else created, "harness_version": "0.1.0",
+        "git_commit": "abc123+dirty", "command": "python -m harness run --all", "profile": "smoke", "seed": seed,
+        "device": "cpu", "config": {"seed": seed}, "packages": {"python": "3.11.7", "torch": "2.14.1"},
+        "dataset": {"name": "mni152-lesions", "root": "/data/[my]_*root*", "fingerprint": "f00d", "n_images": 80,
+                    "n_skipped": 1, "has_masks": True},
+        "split": {"hash": "5p1i7", "manifest": "split.csv",
+                  "counts": {"train": {"tumor": 24, "no_tumor": 24}, "val": {"tumor": 8, "no_tumor": 8},
+                             "test": {"tumor": 8, "no_tumor": 8}},
+                  "n_duplicate_groups": 0, "n_cross_label_duplicates": 0},
+        "methods": methods, "timings": {"data": 3.2, "split": 0.4, "eda": 2.0, "total": 100.0},
+        "notes": ["Inception weights missing: Inception-v3 rows have no values"],
+    }
+    (folder / "run.json").write_text(json.dumps(run))
+    labels = np.array([0] * 20 + [1] * 20)
+    rows, score_rows = [], []
+    shift = {"resnet18": 2.0, "intensity": 1.0, "cyclegan": 0.5}
+    for method, d in shift.items():
+        for split in ("val", "test"):
+            scores = rng.normal(labels * d, 1.0)
+            score_rows += [[method, split, f"sub-{i:03d}/z{i:03d}", int(l), float(s)]
+                           for i, (l, s) in enumerate(zip(labels, scores))]
+        auroc = float(0.5 + 0.15 * d)
+        rows += [{"method": method, "split": "test", "domain": "all", "metric": m, "feature_space": None, "n": 40,
+                  **_ci(v, 0.05)} for m, v in (("auroc", auroc), ("ap", auroc - 0.02), ("sensitivity", 0.8),
+                                              ("specificity", 0.7), ("balanced_accuracy", 0.75))]
+        rows.append({"method": method, "split": "test", "domain": "all", "metric": "ap_chance", "feature_space": None,
+                     "value": 0.5, "std": None, "ci_low": None, "ci_high": None, "n": 40, "note": None})
+    rows += [{"method": "cyclegan", "split": "test", "domain": "all", "metric": "pixel_auroc", "feature_space": None,
+              "n": 40, **_ci(0.81, 0.03)},
+             {"method": "cyclegan", "split": "test", "domain": "all", "metric": "best_dice", "feature_space": None,
+              "value": 0.31, "std": None, "ci_low": None, "ci_high": None, "n": 40, "note": "threshold 0.42"}]
+    for domain in ("tumor", "no_tumor"):
+        for space in ("inception-v3", "mri-resnet18"):
+            missing = space == "inception-v3"
+            note = "Inception weights missing (--inception-weights PATH)" if missing else None
+            for metric, value, std in (("fid", 40.0 + seed, None), ("isc", 1.8, 0.1), ("kid", 0.012, 0.003),
+                                       ("fid_reference", 10.0, None), ("fid_relative", 4.0 + seed / 10, None)):
+                rows.append({"method": "cyclegan", "split": "test", "domain": domain, "metric": metric,
+                             "feature_space": space, "value": None if missing else value,
+                             "std": None if missing else std, "ci_low": None, "ci_high": None, "n": 20, "note": note})
+    (folder / "metrics.json").write_text(json.dumps({"schema_version": 1, "rows": rows}))
+    with (folder / "scores.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["method", "split", "id", "label", "score"])
+        writer.writerows(score_rows)
+    for method, series in (("resnet18", {"train_loss": [0.7, 0.5, 0.4], "val_auroc": [0.6, 0.7, 0.8]}),
+                           ("cyclegan", {"loss_G": [5.0, 3.0, 2.5], "loss_D_A": [0.5, 0.3, None]})):
+        (folder / "methods" / method).mkdir(parents=True)
+        (folder / "methods" / method / "curves.json").write_text(json.dumps({"epoch": [1, 2, 3], **series}))
+    (folder / "examples").mkdir()
+    arrays = {}
+    for domain in ("tumor", "no_tumor"):
+        arrays[f"{domain}_real"] = rng.random((2, 16, 16), dtype=np.float32)
+        arrays[f"{domain}_translated"] = rng.random((2, 16, 16), dtype=np.float32)
+        arrays[f"{domain}_map"] = rng.random((2, 16, 16), dtype=np.float32)
+        arrays[f"{domain}_mask"] = rng.random((2, 16, 16)) > 0.8
+        arrays[f"{domain}_ids"] = np.array(["sub-001/z010", "we$ird_$id$"])
+        arrays[f"{domain}_scores"] = np.array([0.9, 0.1])
+        arrays[f"{domain}_kind"] = np.array(["best", "worst"])
+    np.savez(folder / "examples" / "cyclegan.npz", **arrays)
+    np.savez(folder / "examples" / "resnet18.npz",
+             **{k: v for k, v in arrays.items() if "translated" not in k and "map" not in k})
+    eda = eda if eda is not None else {  # the shape harness.data.eda writes
+        "eda_version": 1, "dataset": {"name": "mni152-lesions", "root": "/data", "n_images": 80, "n_skipped": 1},
+        "labels": ["no_tumor", "tumor"],
+        "counts": {"per_label": {"tumor": 40, "no_tumor": 40}, "per_split": {"train": {"tumor": 24, "no_tumor": 24}}},
+        "resolution": {"width": {"min": 64, "median": 64, "max": 64}, "height": {"min": 64, "median": 64, "max": 64},
+                       "n_distinct": 1, "most_common": [[64, 64, 80]]},
+        "intensity": {"bin_edges": np.linspace(0, 1, 33).tolist(),
+                      "per_label": {"tumor": {"n_images": 8, "hist": [1 / 32] * 32, "mean": 0.31}}},
+        "skipped": {"count": 1, "by_reason": {"not an image": 1}, "files": [{"path": EVIL, "reason": "not an image"}]},
+        "duplicates": {"split_hash": "5p1i7", "n_groups": 0, "groups": [], "n_cross_label": 0, "cross_label": []},
+        "shortcut_audit": {"threshold": 0.7, "n": 80, "flagged": ["mean_brightness"],
+                           "features": [{"feature": "mean_brightness", "auroc": 0.93, "strength": 0.93,
+                                         "flagged": True, "note": None}]},
+        "figures": ["intensity_histogram.png"], "sample_ids": {"tumor": ["sub-001/z010"]},
+    }
+    (folder / "eda" / "eda.json").write_text(json.dumps(eda))
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().hist(rng.random(50))
+    fig.savefig(folder / "eda" / "intensity_histogram.png")
+    return folder
+
+
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**kw)
+
+
+def _mtimes(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+def test_escape_text_escapes_every_metacharacter():
+    out = escape_text("a*b_c[d](e)<f>#|`{g}` h\nnext")
+    for ch in "*_[]()<>#|`{}":
+        assert f"\\{ch}" in out
+    assert "\n" not in out
+    assert fence("x ```` y").startswith("`````text\n")
+    assert slug("20260101-100000-1a2b3c4d") == "20260101-100000-1a2b3c4d"
+    assert slug("a b") != slug("a-b") and "/" not in slug("../x")
+
+
+def test_report_renders_pages_index_and_figures(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "20260101-100000-aaaaaaaa", seed=0, created="2026-01-01T10:00:00+00:00")
+    make_run(runs, "20260102-100000-bbbbbbbb", seed=1, created="2026-01-02T10:00:00+00:00",
+             status="failed", cyclegan_status="failed")
+    make_run(runs, "20260103-100000-cccccccc", status="running", created="2026-01-03T10:00:00+00:00")
+    (runs / "20260104-broken").mkdir()
+    (runs / "20260104-broken" / "run.json").write_text("{not json")
+    assert report_command(_args(runs=str(runs), out=str(out))) == 0
+
+    page = (out / "20260101-100000-aaaaaaaa.md").read_text()
+    assert page.startswith("% report-stamp: ")
+    assert "0.800 [0.750, 0.850]" in page  # resnet18 AUROC with its CI
+    assert "(chance 0.500)" in page
+    assert "Pixel AUROC" in page and "Best Dice" in page
+    assert r"IS \(mean ± std\)" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
+    assert "Inception weights missing" in page
+    assert "### Shortcut audit" in page and "Flagged: mean\\_brightness" in page and "### Skipped files" in page
+    figs = out / "20260101-100000-aaaaaaaa"
+    for name in ("roc.png", "pr.png", "training-resnet18.png", "training-cyclegan.png", "grid-cyclegan-tumor.png",
+                 "grid-resnet18-no_tumor.png", "eda/intensity_histogram.png"):
+        assert (figs / name).stat().st_size > 1000, name
+        assert f"20260101-100000-aaaaaaaa/{name}" in page
+
+    failed = (out / "20260102-100000-bbbbbbbb.md").read_text()
+    assert "marked **failed**" in failed and "out of memory" in failed
+    running = (out / "20260103-100000-cccccccc.md").read_text()
+    assert "no results are shown" in running and "AUROC" not in running and "roc.png" not in running
+
+    index = (out / "index.md").read_text()
+    lines = [l for l in index.splitlines() if l.startswith("| [")]
+    assert [l.split("]")[0] for l in lines] == ["| [20260103-100000-cccccccc", "| [20260102-100000-bbbbbbbb",
+                                                "| [20260101-100000-aaaaaaaa"]  # newest first
+    assert "0.800" in lines[2] and "40.00" in lines[2]  # AUROC resnet18, FID mri-resnet18
+    assert "0.800" not in lines[1] and r"failed \(1 of 3 methods\)" in lines[1]
+    assert "running" in lines[0] and "0.800" not in lines[0]
+    assert "could not be read" in index and "20260104-broken" in index
+
+
+def test_second_render_rewrites_nothing(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "r1")
+    render_all(runs, out)
+    before = _mtimes(out)
+    summary = render_all(runs, out)
+    assert summary.written == [] and _mtimes(out) == before
+    # a changed run is re-rendered, the other page is not
+    make_run(runs, "r2", seed=3)
+    (runs / "r1" / "run.json").write_text((runs / "r1" / "run.json").read_text().replace('"smoke"', '"quick"'))
+    summary = render_all(runs, out)
+    assert out / "r1.md" in summary.written and "quick" in (out / "r1.md").read_text()
+    shutil.rmtree(runs / "r2")  # its page stays, listed as an older page so the toctree covers it
+    render_all(runs, out)
+    assert "Older pages" in (out / "index.md").read_text() and (out / "r2.md").exists()
+
+
+def test_compare_page_deltas_and_ci_overlap(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "ra", seed=0)
+    make_run(runs, "rb", seed=5)
+    assert compare_command(_args(run_a="ra", run_b="rb", runs=str(runs), out=str(out))) == 0
+    page = (out / "compare-ra-vs-rb.md").read_text()
+    fid = next(l for l in page.splitlines() if "| fid |" in l and "mri" in l)
+    assert "40.00" in fid and "45.00" in fid and "5.0000" in fid
+    auroc = next(l for l in page.splitlines() if l.startswith("| resnet18 |") and "| auroc |" in l)
+    assert auroc.endswith("| 0.0000 | yes |")
+    assert "compare-*" in (out / "index.md").read_text()
+    make_run(runs, "rc", status="interrupted")
+    with pytest.raises(ValueError, match="interrupted"):
+        compare_command(_args(run_a="ra", run_b="rc", runs=str(runs), out=str(out)))
+    with pytest.raises(FileNotFoundError):
+        compare_command(_args(run_a="ra", run_b="nope", runs=str(runs), out=str(out)))
+
+
+def test_eda_section_tolerates_missing_and_unknown_keys(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "r1", eda={"something_new": {"a": [1, 2]}, "sizes": [[64, 64], [128, 128]],
+                              "skipped": [["a.png", "zero-byte file"]], "shortcut_audit": None})
+    (runs / "r1" / "examples" / "resnet18.npz").write_bytes(b"not a zip")
+    shutil.rmtree(runs / "r1" / "methods")
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    assert "### Something new" in page and "### Sizes" in page and "zero-byte file" in page
+    assert "resnet18.npz unreadable" in page
+
+
+def _sphinx(src: Path, dest: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(src), str(dest)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_sphinx_builds_without_runs_and_shows_evil_names_as_text(tmp_path):
+    for module in ("sphinx", "myst_parser", "furo"):  # the [docs] extra (tox and CI install it)
+        pytest.importorskip(module)
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO / "docs", docs, ignore=shutil.ignore_patterns("_build", "reports"))
+    empty = _sphinx(docs, tmp_path / "html-empty")
+    assert empty.returncode == 0, empty.stdout + empty.stderr
+    assert "No runs have been rendered yet" in (tmp_path / "html-empty" / "reports" / "index.html").read_text()
+
+    runs = tmp_path / "runs"
+    make_run(runs, "20260101-100000-aaaaaaaa")
+    make_run(runs, "20260102-100000-bbbbbbbb", seed=2, status="failed", cyclegan_status="failed")
+    render_all(runs, docs / "reports")
+    compare_command(_args(run_a="20260101-100000-aaaaaaaa", run_b="20260102-100000-bbbbbbbb", runs=str(runs),
+                          out=str(docs / "reports")))
+    built = _sphinx(docs, tmp_path / "html")
+    assert built.returncode == 0, built.stdout + built.stderr
+    html = (tmp_path / "html" / "reports" / "20260101-100000-aaaaaaaa.html").read_text()
+    assert "evil_&lt;script&gt;alert(1)&lt;/script&gt;_*bold*_[link](x)_|pipe|.png" in html
+    assert "<script>alert" not in html and "<em>bold</em>" not in html
+    assert "/data/[my]_*root*" in html
+    failed = (tmp_path / "html" / "reports" / "20260102-100000-bbbbbbbb.html").read_text()
+    assert "RuntimeError: out of memory &lt;*here*&gt;" in failed
+    assert (tmp_path / "html" / "reports" / "compare-20260101-100000-aaaaaaaa-vs-20260102-100000-bbbbbbbb.html").exists()

@@ -1,0 +1,145 @@
+"""The run folder: ids, atomic writes, schema upgrades, listing, environment capture."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import harness.results as results
+from harness.config import PROFILES, RunConfig
+from harness.results import (SCHEMA_VERSION, RunFolder, SchemaError, atomic_write_json, list_runs,
+                             load_run, metric_row)
+from harness.run_env import capture_environment, git_commit
+
+CONFIG = RunConfig(profile=PROFILES["smoke"], seed=0, methods=("toy",))
+WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+
+
+def test_run_id_format_and_never_overwrites(tmp_path):
+    a = RunFolder.create(tmp_path, CONFIG, when=WHEN)
+    b = RunFolder.create(tmp_path, CONFIG, when=WHEN)
+    assert a.run_id == f"20260102-030405-{CONFIG.short_hash()}"
+    assert b.run_id == f"20260102-030406-{CONFIG.short_hash()}"
+    other = RunFolder.create(tmp_path, RunConfig(profile=PROFILES["smoke"], seed=1), when=WHEN)
+    assert other.run_id.startswith("20260102-030405-") and other.run_id != a.run_id
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "x.json"
+    atomic_write_json(path, {"a": 1})
+
+    def broken(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken)
+    with pytest.raises(OSError):
+        atomic_write_json(path, {"a": 2})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]  # no temp file left behind
+    with pytest.raises(TypeError):
+        atomic_write_json(path, {"a": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_json_handles_numpy_and_nan(tmp_path):
+    atomic_write_json(tmp_path / "v.json", {"x": np.float32(0.5), "y": float("nan"), "z": np.arange(2)})
+    assert json.loads((tmp_path / "v.json").read_text()) == {"x": 0.5, "y": None, "z": [0, 1]}
+
+
+def test_round_trip_of_every_file(tmp_path):
+    folder = RunFolder.create(tmp_path, CONFIG, when=WHEN)
+    folder.write_run({"run_id": folder.run_id, "status": "complete", "methods": {}})
+    rows = [metric_row("toy", "auroc", 0.9, ci_low=0.8, ci_high=0.95, n=10)]
+    folder.write_metrics(rows)
+    folder.write_scores(pd.DataFrame({"method": ["toy"], "split": ["test"], "id": ["007"], "label": [1],
+                                      "score": [0.25]}))
+    folder.write_curves("toy", {"epoch": [1], "loss": [0.3]})
+    folder.write_examples("toy", {"tumor_real": np.zeros((1, 4, 4), np.float32), "tumor_ids": np.array(["a"])})
+    run = load_run(folder.path)
+    assert run["run"]["schema_version"] == SCHEMA_VERSION and run["run_id"] == folder.run_id
+    assert run["metrics"] == rows and set(rows[0]) == set(results.ROW_KEYS)
+    assert json.loads(folder.file("metrics.json").read_text())["schema_version"] == SCHEMA_VERSION
+    assert folder.read_scores()["id"].tolist() == ["007"]  # ids stay strings
+    assert set(run["files"]["examples"]) == {"toy"} and set(run["files"]["curves"]) == {"toy"}
+    assert "scores" in run["files"] and "split" not in run["files"]
+    with pytest.raises(ValueError, match="lacks"):
+        folder.write_scores(pd.DataFrame({"method": ["toy"]}))
+
+
+def test_metric_row_stores_nan_as_null():
+    row = metric_row("m", "fid", float("nan"), note="too few samples")
+    assert row["value"] is None and row["note"] == "too few samples" and row["domain"] == "all"
+
+
+def test_version_0_files_are_upgraded(tmp_path):
+    folder = tmp_path / "20200101-000000-deadbeef"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({
+        "run_id": folder.name, "status": "complete", "config": {},
+        "methods": {"old": {"status": "complete"}},
+    }))
+    (folder / "metrics.json").write_text(json.dumps([
+        {"method": "old", "domain": "all", "metric": "auroc", "feature_space": None, "value": 0.8,
+         "ci_low": 0.7, "ci_high": 0.9},
+    ]))
+    run = load_run(folder)
+    assert run["run"]["schema_version"] == 1 and run["run"]["notes"] == []
+    assert run["run"]["methods"]["old"]["error"] is None and run["run"]["methods"]["old"]["timings"] == {}
+    (row,) = run["metrics"]
+    assert row["split"] == "test" and row["value"] == 0.8 and row["std"] is None and row["note"] is None
+    assert set(row) == set(results.ROW_KEYS)
+
+
+def test_newer_or_broken_schema_is_a_clear_error(tmp_path):
+    folder = RunFolder(tmp_path / "r")
+    folder.path.mkdir()
+    folder.file("run.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(SchemaError, match="newer"):
+        load_run(folder.path)
+    folder.file("run.json").write_text("{not json")
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        load_run(folder.path)
+    listed = list_runs(tmp_path)
+    assert len(listed) == 1 and "error" in listed[0]
+    with pytest.raises(FileNotFoundError):
+        load_run(tmp_path / "missing")
+
+
+def test_list_runs_sorted(tmp_path):
+    for when in (WHEN + dt.timedelta(hours=1), WHEN):
+        f = RunFolder.create(tmp_path, CONFIG, when=when)
+        f.write_run({"run_id": f.run_id, "status": "complete", "methods": {}})
+    (tmp_path / "not-a-run").mkdir()
+    ids = [r["run_id"] for r in list_runs(tmp_path)]
+    assert ids == sorted(ids) and len(ids) == 2
+    assert list_runs(tmp_path / "nothing") == []
+
+
+def test_environment_capture(tmp_path):
+    env = capture_environment(torch.device("cpu"), ["harness", "run", "--all"])
+    assert env["device"] == "cpu" and env["command"] == "python -m harness run --all"
+    assert env["packages"]["torch"] and env["packages"]["python"]
+    assert env["harness_version"]
+    assert git_commit(tmp_path) is None  # outside git: None, no exception
+
+
+def test_git_commit_marks_dirty(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "f").write_text("1")
+    git("add", "f")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x")
+    clean = git_commit(tmp_path)
+    assert clean and len(clean) == 40
+    (tmp_path / "f").write_text("2")
+    assert git_commit(tmp_path) == clean + "+dirty"

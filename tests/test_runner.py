@@ -1,0 +1,284 @@
+"""The runner end to end on a tiny folder dataset with toy methods registered at run time."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from harness.cli import main
+from harness.registry import METHODS
+from harness.results import atomic_write_json, load_run
+from runner_toys import TOYS, Interruptible, make_folder_dataset
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    for name, cls in TOYS.items():
+        cls.name = name
+        METHODS.register(name, cls)
+    yield
+    for name in TOYS:
+        METHODS.unregister(name)
+    Interruptible.interrupt_once = False
+
+
+@pytest.fixture
+def fast_eda(monkeypatch):
+    """Replace the (figure-heavy) EDA by a minimal eda.json where the test is not about EDA."""
+    import harness.data.eda as eda
+
+    def minimal(source, split, out_dir, progress=True, *, seed=0):
+        report = {"n_images": len(source.records)}
+        atomic_write_json(Path(out_dir) / "eda.json", report)
+        return report
+
+    monkeypatch.setattr(eda, "run_eda", minimal)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_folder_dataset(tmp_path_factory.mktemp("data"))
+
+
+def _run(dataset: Path, out: Path, *methods: str, extra: tuple[str, ...] = ()) -> tuple[int, Path | None]:
+    argv = ["run", "--data", str(dataset), "--profile", "smoke", "--device", "cpu", "--output", str(out),
+            "--no-progress", *extra]
+    for m in methods:
+        argv += ["--method", m]
+    before = set(out.iterdir()) if out.exists() else set()
+    code = main(argv)
+    new = sorted(set(out.iterdir()) - before) if out.exists() else []
+    return code, (new[-1] if new else None)
+
+
+def _rows(run: dict) -> dict[tuple[str, str], dict]:
+    return {(r["method"], r["metric"]): r for r in run["metrics"] if r["domain"] == "all"}
+
+
+def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
+    code, folder = _run(dataset, tmp_path / "runs", "toy-mean")
+    assert code == 0
+    run = load_run(folder)
+    info = run["run"]
+    assert info["status"] == "complete" and info["finished"]
+    assert info["schema_version"] == 1 and info["run_id"] == folder.name
+    assert info["config"]["seed"] == 0 and info["profile"] == "smoke"
+    assert info["dataset"]["n_images"] == 32 and info["dataset"]["has_masks"] is True
+    assert info["split"]["hash"] and (folder / "split.csv").is_file()
+    assert (folder / "eda" / "eda.json").is_file() and (folder / "log.txt").read_text().strip()
+    assert info["packages"]["torch"] == torch.__version__.split("+")[0] or info["packages"]["torch"]
+    m = info["methods"]["toy-mean"]
+    assert m["status"] == "complete" and m["checkpoint_sha256"] and m["checkpoint"].startswith("methods/")
+    assert set(m["timings"]) >= {"fit", "score", "metrics"}
+    assert m["threshold"] is not None
+
+    rows = _rows(run)
+    scores = pd.read_csv(folder / "scores.csv")
+    test = scores[scores.split == "test"]
+    from sklearn.metrics import roc_auc_score
+    assert rows[("toy-mean", "auroc")]["value"] == pytest.approx(roc_auc_score(test.label, test.score))
+    assert rows[("toy-mean", "auroc")]["ci_low"] <= rows[("toy-mean", "auroc")]["value"]
+    assert rows[("toy-mean", "ap_chance")]["value"] == pytest.approx(test.label.mean())
+    for metric in ("pixel_auroc", "pixel_ap", "best_dice"):
+        assert rows[("toy-mean", metric)]["value"] is not None, rows[("toy-mean", metric)]
+    assert set(scores.split) == {"val", "test"}
+
+    curves = json.loads((folder / "methods/toy-mean/curves.json").read_text())
+    assert curves["loss"] == [1.0, 0.5]
+    ex = np.load(folder / "examples/toy-mean.npz")
+    assert ex["tumor_real"].shape[1:] == (64, 64) and ex["tumor_kind"][0] == "best"
+    assert ex["tumor_mask"].dtype == bool and "tumor_translated" not in ex
+    # best tumor example has the highest score
+    assert ex["tumor_scores"][0] == test[test.label == 1].score.max()
+    assert "toy-mean" in capsys.readouterr().out
+
+
+def test_failing_method_is_recorded_and_others_complete(dataset, tmp_path, fast_eda):
+    code, folder = _run(dataset, tmp_path / "runs", "toy-fail", "toy-mean")
+    assert code == 1
+    info = load_run(folder)["run"]
+    assert info["status"] == "failed"
+    fail = info["methods"]["toy-fail"]
+    assert fail["status"] == "failed" and "boom" in fail["error"] and "Traceback" in fail["traceback"]
+    assert info["methods"]["toy-mean"]["status"] == "complete"
+    assert "boom" in (folder / "log.txt").read_text()
+    scores = pd.read_csv(folder / "scores.csv")
+    assert set(scores.method) == {"toy-mean"}
+
+
+def test_same_seed_gives_identical_scores(dataset, tmp_path, fast_eda):
+    _, a = _run(dataset, tmp_path / "a", "toy-mean", "toy-resume")
+    _, b = _run(dataset, tmp_path / "b", "toy-mean", "toy-resume")
+    assert (a / "scores.csv").read_bytes() == (b / "scores.csv").read_bytes()
+    assert load_run(a)["metrics"] == load_run(b)["metrics"]
+    _, c = _run(dataset, tmp_path / "c", "toy-resume", extra=("--seed", "3"))
+    sa = pd.read_csv(a / "scores.csv").query("method == 'toy-resume'").score.to_numpy()
+    sc = pd.read_csv(c / "scores.csv").score.to_numpy()
+    assert not np.array_equal(sa, sc)  # the seed matters
+
+
+def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path, fast_eda):
+    _, reference = _run(dataset, tmp_path / "ref", "toy-mean", "toy-resume")
+
+    out = tmp_path / "runs"
+    Interruptible.interrupt_once = True
+    code, folder = _run(dataset, out, "toy-mean", "toy-resume")
+    assert code == 130
+    info = load_run(folder)["run"]
+    assert info["status"] == "interrupted"
+    assert info["methods"]["toy-resume"]["status"] == "interrupted"
+    assert info["methods"]["toy-mean"]["status"] == "complete"
+    mean_sha = info["methods"]["toy-mean"]["checkpoint_sha256"]
+
+    # a contradicting explicit option is refused with a clear error (exit 2)
+    assert main(["run", "--resume", folder.name, "--output", str(out), "--seed", "5"]) == 2
+
+    assert main(["run", "--resume", folder.name, "--output", str(out), "--no-progress"]) == 0
+    resumed = load_run(folder)
+    assert resumed["run"]["status"] == "complete" and resumed["run"]["resumed"]
+    assert resumed["run"]["methods"]["toy-mean"]["checkpoint_sha256"] == mean_sha  # not re-run
+    assert (folder / "scores.csv").read_bytes() == (reference / "scores.csv").read_bytes()
+    key = lambda r: (r["method"], r["metric"])  # noqa: E731
+    assert sorted(resumed["metrics"], key=key) == sorted(load_run(reference)["metrics"], key=key)
+    assert len(list(out.iterdir())) == 1  # resumed in place, no new folder
+
+
+def test_translating_method_gets_generative_rows(dataset, tmp_path, fast_eda, monkeypatch):
+    import harness.metrics.generative as generative
+    import harness.runner as runner
+
+    seen = {}
+
+    def fake_generative(method, real, translated, *, settings, device, seed, inception_weights,
+                        mri_checkpoint, cache_dir, logger):
+        seen.update(real=real, translated=translated, mri=mri_checkpoint, seed=seed)
+        return [{"method": method, "split": "test", "domain": "tumor", "metric": "fid",
+                 "feature_space": "mri-resnet18", "value": 1.5, "std": None, "ci_low": None,
+                 "ci_high": None, "n": len(real["tumor"]), "note": None}]
+
+    ckpt = tmp_path / "mri.pt"
+    ckpt.write_bytes(b"weights")
+    monkeypatch.setattr(generative, "evaluate_generative", fake_generative)
+    monkeypatch.setattr(runner, "dedicated_checkpoint", lambda *a, **k: ckpt)
+    code, folder = _run(dataset, tmp_path / "runs", "toy-translate")
+    assert code == 0
+    assert seen["mri"] == str(ckpt) and seen["seed"] == 0
+    assert torch.allclose(seen["translated"]["tumor"], 1 - seen["real"]["no_tumor"])
+    assert seen["real"]["tumor"].shape[1:] == (1, 64, 64)
+    run = load_run(folder)
+    assert any(r["metric"] == "fid" and r["value"] == 1.5 for r in run["metrics"])
+    ex = np.load(folder / "examples/toy-translate.npz")
+    assert np.allclose(ex["tumor_translated"], 1 - ex["tumor_real"])
+    assert run["run"]["methods"]["toy-translate"]["timings"]["translate"] is not None
+
+
+def test_usage_errors_exit_2(dataset, tmp_path, capsys):
+    assert main(["run", "--data", str(dataset), "--output", str(tmp_path)]) == 2  # no method chosen
+    assert main(["run", "--method", "toy-meen", "--output", str(tmp_path)]) == 2
+    assert "did you mean" in capsys.readouterr().err.lower()
+    assert main(["run", "--resume", "nope", "--output", str(tmp_path)]) == 2
+    assert main(["run", "--method", "toy-mean", "--data", str(tmp_path / "missing"),
+                 "--profile", "smoke", "--output", str(tmp_path / "runs")]) == 2
+
+
+@pytest.mark.slow
+def test_killed_process_leaves_a_resumable_run(dataset, tmp_path, fast_eda):
+    """SIGTERM to a real ``python -m harness run`` process: run.json says interrupted, and
+    ``--resume`` completes it."""
+    out = tmp_path / "runs"
+    script = tmp_path / "cli.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from runner_toys import TOYS\n"
+        "from harness.registry import METHODS\n"
+        "for n, c in TOYS.items():\n"
+        "    c.name = n\n"
+        "    METHODS.register(n, c)\n"
+        "import harness.data.eda as eda\n"
+        "eda.run_eda = lambda source, split, out, progress=True, seed=0: {}  # not under test\n"
+        "from harness.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    argv = [sys.executable, str(script), "run", "--data", str(dataset), "--profile", "smoke", "--device", "cpu",
+            "--output", str(out), "--no-progress", "--method", "toy-mean", "--method", "toy-sleep"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "HARNESS_NO_PROGRESS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("*/methods/toy-sleep/started")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "the run never reached toy-sleep"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (folder,) = list(out.iterdir())
+    info = load_run(folder)["run"]
+    assert info["status"] == "interrupted" and info["methods"]["toy-sleep"]["status"] == "interrupted"
+    assert info["methods"]["toy-mean"]["status"] == "complete"
+    assert main(["run", "--resume", folder.name, "--output", str(out), "--no-progress"]) == 0
+    done = load_run(folder)
+    assert done["run"]["status"] == "complete"
+    assert {r["method"] for r in done["metrics"]} == {"toy-mean", "toy-sleep"}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    """resnet18 + intensity on the embedded cohort, smoke profile (the documented CI check)."""
+    base = tmp_path_factory.mktemp("real")
+    out = base / "runs"
+    argv = ["run", "--method", "resnet18", "--method", "intensity", "--profile", "smoke",
+            "--device", "cpu", "--output", str(out), "--no-progress"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE", str(base / "cache"))
+        mp.setenv("HARNESS_NO_PROGRESS", "1")
+        assert main(argv) == 0
+    (folder,) = list(out.iterdir())
+    return folder
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_real_methods(real_run):
+    run = load_run(real_run)
+    info = run["run"]
+    assert info["status"] == "complete" and info["dataset"]["name"] == "mni152-lesions"
+    for name in ("resnet18", "intensity"):
+        assert info["methods"][name]["status"] == "complete", info["methods"][name]["error"]
+        rows = _rows(run)
+        assert rows[(name, "auroc")]["value"] is not None
+        assert (real_run / "examples" / f"{name}.npz").is_file()
+    assert info["methods"]["resnet18"]["checkpoint_sha256"]
+    assert (real_run / "methods/resnet18/curves.json").is_file()
+    if "maps" in info["methods"]["intensity"]["capabilities"]:
+        assert rows[("intensity", "pixel_auroc")]["value"] is not None
+
+
+@pytest.mark.slow
+def test_resnet18_scores_are_reproducible(real_run, tmp_path):
+    """Same seed, same device: resnet18 alone gives the same scores and curves as it did next to
+    intensity (every method starts from the run seed)."""
+    out = tmp_path / "runs"
+    argv = ["run", "--method", "resnet18", "--profile", "smoke", "--device", "cpu", "--output", str(out),
+            "--no-progress"]
+    assert main(argv) == 0
+    (folder,) = list(out.iterdir())
+    a = pd.read_csv(real_run / "scores.csv").query("method == 'resnet18'").reset_index(drop=True)
+    b = pd.read_csv(folder / "scores.csv")
+    pd.testing.assert_frame_equal(a, b)
+    curves = "methods/resnet18/curves.json"
+    assert json.loads((real_run / curves).read_text()) == json.loads((folder / curves).read_text())
