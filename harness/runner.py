@@ -129,8 +129,7 @@ def _resume_config(args: argparse.Namespace, stored: RunConfig, defaults: argpar
 
 # ---------------------------------------------------------------- the command
 
-def run_command(args: argparse.Namespace, data: DataLayer | None = None,
-                argv: list[str] | None = None) -> int:
+def run_command(args: argparse.Namespace) -> int:
     """Entry point of ``python -m harness run``; returns the exit status (0 ok, 1 a method failed)."""
     from harness.cli import build_parser
 
@@ -144,7 +143,7 @@ def run_command(args: argparse.Namespace, data: DataLayer | None = None,
             raise ValueError("choose the methods: --all or --method NAME (see `python -m harness list`)")
         config = _config_from_args(args, _selected_methods(args))
         folder, info = None, None
-    runner = Runner(config, data or DataLayer.default(), progress=not args.no_progress, argv=argv)
+    runner = Runner(config, DataLayer.default(), progress=not args.no_progress)
     return runner.execute(folder, info)
 
 

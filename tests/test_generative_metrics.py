@@ -60,14 +60,15 @@ def mri_checkpoint(tmp_path_factory) -> str:
     return str(path)
 
 
-def brains(n: int, seed: int, shift: float = 0.0, size: int = 32) -> torch.Tensor:
-    """Seeded blob 'slices' with noise: one distribution per (shift), many samples per seed."""
+def brains(n: int, seed: int, noise: float = 0.08, size: int = 32) -> torch.Tensor:
+    """Seeded blob 'slices' with noise: one distribution per noise level, many samples per seed.
+    (A brightness shift would not do: the MRI extractor z-scores each image.)"""
     g = torch.Generator().manual_seed(seed)
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     radius = 0.5 + 0.3 * torch.rand(n, 1, 1, generator=g)
     cx = 0.2 * (torch.rand(n, 1, 1, generator=g) - 0.5)
     blob = ((xx - cx) ** 2 + yy**2 < radius**2).float() * (0.4 + 0.4 * torch.rand(n, 1, 1, generator=g))
-    img = blob + 0.08 * torch.randn(n, size, size, generator=g) + shift
+    img = blob + noise * torch.randn(n, size, size, generator=g)
     return img.clamp(0, 1).unsqueeze(1)
 
 
@@ -119,11 +120,13 @@ def test_bad_mri_checkpoint_is_a_note(tmp_path):
     assert "could not load mri-resnet18 weights" in pick(rows, "fid")["note"]
 
 
-def test_fid_of_a_set_with_itself_is_zero_and_grows_with_shift(mri_checkpoint, tmp_path):
+def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise(mri_checkpoint, tmp_path):
     real = brains(24, 1)
     fids = []
-    for shift in (0.0, 0.1, 0.3):
-        rows = evaluate({"tumor": real}, {"tumor": (real + shift).clamp(0, 1)}, mri_checkpoint, tmp_path)
+    g = torch.Generator().manual_seed(5)
+    for sigma in (0.0, 0.1, 0.3):
+        noisy = (real + sigma * torch.randn(real.shape, generator=g)).clamp(0, 1)
+        rows = evaluate({"tumor": real}, {"tumor": noisy}, mri_checkpoint, tmp_path)
         fids.append(pick(rows, "fid")["value"])
     assert abs(fids[0]) < 1e-6 * max(1.0, fids[2])
     assert fids[0] < fids[1] < fids[2]
@@ -133,7 +136,7 @@ def test_kid_near_zero_for_one_distribution(mri_checkpoint, tmp_path):
     settings = MetricSettings(isc_splits=2, kid_subset_size=20)
     same = pick(evaluate({"tumor": brains(60, 1)}, {"tumor": brains(60, 2)}, mri_checkpoint, tmp_path,
                          settings), "kid")
-    shifted = pick(evaluate({"tumor": brains(60, 1)}, {"tumor": brains(60, 2, shift=0.2)}, mri_checkpoint,
+    shifted = pick(evaluate({"tumor": brains(60, 1)}, {"tumor": brains(60, 2, noise=0.3)}, mri_checkpoint,
                             tmp_path, settings), "kid")
     assert same["std"] > 0
     assert abs(same["value"]) < 3 * same["std"]
@@ -149,8 +152,9 @@ def _mri_features(ckpt: str, images: torch.Tensor) -> np.ndarray:
     return feats.double().numpy()
 
 
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # n < 512: singular covariances
 def test_fid_matches_a_direct_frechet_distance(mri_checkpoint, tmp_path):
-    real, fake = brains(40, 1), brains(30, 2, shift=0.1)
+    real, fake = brains(40, 1), brains(30, 2, noise=0.2)
     fid = pick(evaluate({"tumor": real}, {"tumor": fake}, mri_checkpoint, tmp_path), "fid")["value"]
     a, b = _mri_features(mri_checkpoint, real), _mri_features(mri_checkpoint, fake)
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -164,7 +168,7 @@ def test_equal_to_calculate_metrics(mri_checkpoint, tmp_path):
     """The feature-level path gives torch-fidelity's calculate_metrics numbers exactly."""
     from harness.metrics.generative import BATCH_SIZE, UInt8Images
 
-    real, fake = brains(20, 1), brains(16, 2, shift=0.1)
+    real, fake = brains(20, 1), brains(16, 2, noise=0.2)
     rows = evaluate({"tumor": real}, {"tumor": fake}, mri_checkpoint, tmp_path, seed=7)
     ensure_registered()
     ref = torch_fidelity.calculate_metrics(
@@ -180,7 +184,7 @@ def test_equal_to_calculate_metrics(mri_checkpoint, tmp_path):
 
 
 def test_reference_and_relative_fid(mri_checkpoint, tmp_path):
-    rows = evaluate({"tumor": brains(40, 1)}, {"tumor": brains(30, 2, shift=0.3)}, mri_checkpoint, tmp_path)
+    rows = evaluate({"tumor": brains(40, 1)}, {"tumor": brains(30, 2, noise=0.3)}, mri_checkpoint, tmp_path)
     ref, rel = pick(rows, "fid_reference"), pick(rows, "fid_relative")
     assert ref["n"] == 20 and ref["value"] > 0
     assert rel["n"] == 20 and rel["value"] > 1  # a shifted set is farther than real halves are
@@ -278,7 +282,7 @@ def test_inception_every_metric_computes_from_the_hub_cache(random_inception_wei
     hub.mkdir(parents=True)
     (hub / INCEPTION_WEIGHTS_FILE).symlink_to(random_inception_weights)
     settings = MetricSettings(isc_splits=2, kid_subset_size=4)
-    rows = evaluate({"tumor": brains(4, 1, size=16)}, {"tumor": brains(4, 2, shift=0.3, size=16)}, None,
+    rows = evaluate({"tumor": brains(4, 1, size=16)}, {"tumor": brains(4, 2, noise=0.3, size=16)}, None,
                     tmp_path, settings)
     sha = file_sha256(random_inception_weights)
     for metric in ("fid", "isc", "kid", "fid_reference", "fid_relative"):
@@ -298,3 +302,18 @@ def test_corrupt_inception_weights_are_a_note(tmp_path):
 def test_extractor_construction_never_downloads():
     with feature_spaces._no_download(), pytest.raises(RuntimeError, match="refuses to download"):
         tf_inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+
+
+def test_mri_extractor_sees_what_the_classifier_was_trained_on(mri_checkpoint):
+    """Its logits equal the resnet18 baseline's own preprocessing + model on the same pixels."""
+    from baselines.resnet18 import load_classifier, preprocess
+
+    images = to_uint8(brains(6, 1, size=48), 48)  # 48 px -> resized to the checkpoint's 32
+    ensure_registered()
+    extractor = create_feature_extractor(MRI_EXTRACTOR, ["logits"], cuda=False,
+                                         feature_extractor_weights_path=mri_checkpoint)
+    model, size = load_classifier(mri_checkpoint)
+    with torch.no_grad():
+        (ours,) = extractor(images.expand(-1, 3, -1, -1))
+        theirs = model(preprocess(images.float() / 255, size))
+    assert torch.allclose(ours, theirs, atol=1e-5)

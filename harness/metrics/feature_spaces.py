@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +25,14 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from harness.metrics.weights import find_inception_weights, inception_missing_reason
-from harness.models import build_resnet18_classifier, file_sha256
+from harness.models import build_resnet18_classifier, file_sha256, standardize
 
 INCEPTION_SPACE = "inception-v3"
 MRI_SPACE = "mri-resnet18"
 INCEPTION_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's registered name
 MRI_EXTRACTOR = "harness-mri-resnet18"
 INCEPTION_INPUT_SIZE = tf_inception.FeatureExtractorInceptionV3.INPUT_IMAGE_SIZE
+MRI_NORMALIZATION = "per-image-zscore"  # harness.models.standardize, what the classifier trains on
 
 
 class FeatureSpaceUnavailable(Exception):
@@ -40,7 +40,8 @@ class FeatureSpaceUnavailable(Exception):
 
 
 def load_mri_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int]:
-    """Read ``{"model": state_dict, "image_size": int}``; a clear ValueError on anything else."""
+    """Read ``{"model": state_dict, "image_size": int[, "normalization": "per-image-zscore"]}``
+    (the resnet18 baseline's ``best.pt``); a clear ValueError on anything else."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"MRI extractor checkpoint {path} does not exist")
@@ -54,6 +55,10 @@ def load_mri_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int]
     size = payload["image_size"]
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"MRI extractor checkpoint {path}: bad image_size {size!r}")
+    norm = payload.get("normalization", MRI_NORMALIZATION)
+    if norm != MRI_NORMALIZATION:
+        raise ValueError(f"MRI extractor checkpoint {path}: unsupported normalization {norm!r} "
+                         f"(expected {MRI_NORMALIZATION!r})")
     return payload["model"], size
 
 
@@ -63,7 +68,8 @@ class MRIResNet18Extractor(FeatureExtractorBase):
     tumor/no-tumor posterior).
 
     Takes torch-fidelity's uint8 Bx3xHxW batches, averages the channels back to one, scales to
-    [0, 1] (what the classifier was trained on) and resizes to the checkpoint's image size.
+    [0, 1], resizes to the checkpoint's image size and z-scores each image, exactly as the
+    resnet18 baseline prepares its input (``baselines.resnet18.preprocess``).
     """
 
     def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
@@ -103,7 +109,8 @@ class MRIResNet18Extractor(FeatureExtractorBase):
         x = x.float().mean(dim=1, keepdim=True) / 255.0
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
+                              align_corners=False, antialias=True).clamp(0, 1)
+        x = standardize(x)
         n = self.net
         x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
         x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
@@ -169,7 +176,7 @@ def _sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        _SHA_CACHE[key] = file_sha256(path, length=hashlib.sha256().digest_size * 2)
+        _SHA_CACHE[key] = file_sha256(path, length=64)
     return _SHA_CACHE[key]
 
 

@@ -174,10 +174,11 @@ class _DomainEvaluator:
                              f"(KID is unbiased)"))
 
         splits = min(s.isc_splits, n_tr)
+        isc_range = "; a 2-class posterior bounds IS to [1, 2]" if sid == MRI_SPACE else ""
         isc = isc_featuresdict_to_metric(tr_f, isc_layer, isc_splits=splits, samples_shuffle=True,
                                          rng_seed=self.seed, verbose=False)
         out.append(_row(self.method, domain, "isc", sid, isc[KEY_METRIC_ISC_MEAN], isc[KEY_METRIC_ISC_STD],
-                        n=n_tr, note=f"{desc}; translated images only; {splits} splits"))
+                        n=n_tr, note=f"{desc}; translated images only; {splits} splits{isc_range}"))
 
         subset = min(s.kid_subset_size, n_real, n_tr)
         capped = f"; KID subset size capped at {subset} (setting {s.kid_subset_size})" \
@@ -209,7 +210,7 @@ class _DomainEvaluator:
         tr_sub = _take(tr_f, np.random.RandomState(self.seed + 1).permutation(n_tr)[:m])
         matched = _fid(half_a, tr_sub, layer)
         note = (f"{desc}; FID(real half A, {m} translated)={matched:.6g} / fid_reference; "
-                f"equal sample sizes so the small-sample bias cancels")
+                f"equal sample sizes, so both carry the same small-sample bias")
         if m < half:
             note += f" (only {m} translated images for a half of {half})"
         if reference <= 0:
