@@ -84,7 +84,7 @@ def smoke_run(tmp_path_factory) -> tuple[CycleGANMethod, ImageSet, Path]:
     """The smoke profile's settings on 64 px synthetic data (the model works at 32 px)."""
     out = tmp_path_factory.mktemp("smoke")
     method = METHODS.get("cyclegan")()
-    method.fit(synthetic_set(96, 64, seed=3), synthetic_set(24, 64, seed=4),
+    method.fit(synthetic_set(64, 64, seed=3), synthetic_set(24, 64, seed=4),
                make_ctx(out, PROFILES["smoke"].cyclegan))
     return method, synthetic_set(24, 64, seed=5), out
 
