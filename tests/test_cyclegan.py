@@ -25,6 +25,16 @@ def _quiet(monkeypatch):
     monkeypatch.setenv("HARNESS_NO_PROGRESS", "1")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks gain nothing from a second thread, and on a shared CPU spinning OpenMP
+    threads make them many times slower; restore the setting for other test modules."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def synthetic_set(n: int, size: int, seed: int) -> ImageSet:
     """Ellipse 'brains' with smooth texture; the first half carry a bright round lesion."""
     g = torch.Generator().manual_seed(seed)
@@ -51,7 +61,8 @@ def synthetic_set(n: int, size: int, seed: int) -> ImageSet:
 
 
 TINY = CycleGANSettings(image_size=32, ngf=4, ndf=4, n_blocks=1, epochs=2, decay_epochs=1,
-                        batch_size=4, pool_size=3, max_train_per_domain=0, sample_every=2)
+                        batch_size=4, pool_size=3, max_train_per_domain=0, sample_every=2,
+                        upsample="transpose", cpu_bf16=False)
 
 
 def make_ctx(tmp: Path, settings: CycleGANSettings, seed: int = 0, resume: bool = False) -> FitContext:
