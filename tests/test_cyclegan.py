@@ -16,7 +16,8 @@ from harness.config import PROFILES, CycleGANSettings
 from harness.registry import METHODS
 from generative.cyclegan.method import CycleGANMethod
 from generative.cyclegan.networks import PatchDiscriminator, ResnetGenerator, init_weights
-from generative.cyclegan.scoring import aggregate, anomaly_map, local_ssim, select_scoring
+from generative.cyclegan.scoring import (AGGREGATES, MAP_KINDS, aggregate, anomaly_map, gain_offset, local_ssim,
+                                         select_scoring)
 from generative.cyclegan.train import CycleGANTrainer, ImagePool, LinearDecay
 
 
@@ -238,9 +239,10 @@ def test_maps_and_aggregates():
     x_h[1, 0, 5:10, 5:10] = 0.8
     brain = torch.zeros_like(x, dtype=torch.bool)
     brain[..., 2:18, 2:18] = True
-    for kind in ("residual", "ssim"):
+    for kind in MAP_KINDS:
         maps = anomaly_map(x, x_h, brain, kind)
         assert maps.shape == (2, 20, 20) and maps[~brain.squeeze(1)].abs().max() == 0
+        assert maps.min() >= 0
     maps = anomaly_map(x, x_h, brain, "residual", smooth_sigma=0)
     assert aggregate(maps, brain, "max").tolist() == pytest.approx([0.0, 0.8])
     assert aggregate(maps, brain, "mean")[1] == pytest.approx(0.8 * 25 / 256)
@@ -258,12 +260,73 @@ def test_selection_needs_both_labels():
     maps["ssim"][2:] += 1.0
     picked = select_scoring(maps, brain, torch.tensor([0, 0, 1, 1]))
     assert picked["map"] == "ssim" and picked["val_auroc"] == 1.0
+    assert picked["criterion"] == "image AUROC" and picked["val_pixel_auroc"] is None
+
+
+def test_gain_offset_removal_is_exact_and_guarded():
+    g = torch.Generator().manual_seed(0)
+    x_h = torch.rand(3, 1, 16, 16, generator=g)
+    brain = torch.zeros_like(x_h, dtype=torch.bool)
+    brain[..., 3:13, 2:14] = True
+    x = 1.7 * x_h - 0.2
+    a, c = gain_offset(x, x_h, brain)
+    assert a.flatten().tolist() == pytest.approx([1.7] * 3, abs=1e-4)
+    assert c.flatten().tolist() == pytest.approx([-0.2] * 3, abs=1e-4)
+    for kind in ("matched", "brighter", "darker"):
+        assert anomaly_map(x, x_h, brain, kind).abs().max() < 1e-4
+    flat, empty = x_h.clone(), brain.clone()
+    flat[0] = 0.5  # constant healthy brain: no gain to estimate
+    empty[1] = False  # no brain at all
+    a, c = gain_offset(x, flat, empty)
+    assert a.flatten().tolist()[:2] == [1.0, 1.0] and c.flatten().tolist()[:2] == [0.0, 0.0]
+    assert torch.isfinite(anomaly_map(x, flat, empty, "matched")).all()
+
+
+def test_brighter_map_ignores_global_shift_and_finds_the_blob():
+    """Per-image normalisation: the healthy translation of a lesioned image is a gain/offset
+    of it; only the matched maps see through that to the lesion."""
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    brain = (((yy - 32) / 26) ** 2 + ((xx - 32) / 22) ** 2 < 1)[None, None]
+    tex = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 64, generator=g), 5, 1, 2)
+    base = (0.15 + 0.2 * tex) * brain  # x_h = 0.8 * base + 0.1 is globally brighter
+    blob = (((yy - 24) ** 2 + (xx - 38) ** 2) < 25)[None, None]
+    x = torch.where(blob, torch.full_like(base, 1.0), base)
+    x_h = (0.8 * base + 0.1) * brain
+    brighter = anomaly_map(x, x_h, brain, "brighter")[0]
+    residual = anomaly_map(x, x_h, brain, "residual")[0]
+    peak = int(brighter.argmax())
+    assert blob.flatten()[peak]
+    far = brain[0, 0] & ((yy - 24) ** 2 + (xx - 38) ** 2 > 15**2)
+    assert brighter[far].max() < 0.1 * brighter.max()
+    assert residual[far].median() > 0.02 and residual[far].median() > 5 * brighter[far].median()
+
+
+def test_selection_picks_the_map_by_pixel_auroc_when_masks_exist():
+    """'residual' separates images by a global shift; 'brighter' points at the lesions."""
+    n, size = 8, 8
+    labels = torch.tensor([0] * 4 + [1] * 4)
+    masks = torch.zeros(n, 1, size, size, dtype=torch.bool)
+    masks[4:, :, 2:4, 2:4] = True
+    brain = torch.ones_like(masks)
+    noise = torch.rand(n, size, size, generator=torch.Generator().manual_seed(0))
+    shifted = noise + labels[:, None, None].float()  # every pixel of a tumor image is higher
+    local = 0.5 * noise + masks.squeeze(1).float()
+    maps = {"residual": shifted, "brighter": local}
+    picked = select_scoring(maps, brain, labels, masks)
+    assert picked["map"] == "brighter" and picked["criterion"].startswith("pixel AUROC")
+    assert picked["val_pixel_auroc"] > picked["table"]["residual/pixel"]
+    assert picked["val_auroc"] == max(picked["table"][f"brighter/{a}"] for a in AGGREGATES)
+    assert select_scoring(maps, brain, labels)["map"] == "residual"  # image AUROC: a tie, earlier wins
+    assert select_scoring(maps, brain, labels, torch.zeros_like(masks))["criterion"] == "image AUROC"
+    assert select_scoring(maps, brain, labels, masks) == picked  # deterministic
 
 
 @pytest.mark.slow
 def test_smoke_model_scores_maps_and_translates(smoke_run):
     method, test, out = smoke_run
-    assert method.selected["map"] in ("residual", "ssim") and method.selected["val_auroc"] is not None
+    assert method.selected["map"] in MAP_KINDS and method.selected["val_auroc"] is not None
+    assert method.selected["val_pixel_auroc"] is not None  # synthetic val has lesion masks
     result = method.score(test)
     assert result.scores.shape == (24,) and np.isfinite(result.scores).all()
     assert result.maps.shape == (24, 64, 64)

@@ -1,9 +1,11 @@
 """The registered method ``cyclegan``: tumor <-> no_tumor translation as an anomaly scorer.
 
 ``fit`` trains the CycleGAN on the train split (tumor = domain A, no_tumor = domain B), then
-picks the anomaly map (residual or 1-SSIM) and its aggregate (max, top1, top5, mean) by
-validation AUROC. ``score`` translates every image to healthy with G_AB and scores how much
-it had to change inside the brain.
+picks the anomaly map (raw residual, 1-SSIM, or the gain/offset-matched residual: |d|, its
+brighter or darker part; see ``scoring``) and its aggregate (max, top1, top5, mean) on the
+validation split, at the model's size: the map by pixel AUROC against the lesion masks when
+val has them (so the map localises), the aggregate by image AUROC. ``score`` translates every
+image to healthy with G_AB and scores how much it had to change inside the brain.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ INFERENCE_BATCH = 32
 @register_method("cyclegan")
 class CycleGANMethod(Method):
     capabilities = frozenset({"scores", "maps", "translates"})
-    description = ("CycleGAN tumor<->no_tumor; anomaly score = how much the tumor->healthy "
-                   "generator changes the image inside the brain (map and aggregate chosen on val)")
+    description = ("CycleGAN tumor<->no_tumor; anomaly map = how much the tumor->healthy "
+                   "generator changes each brain pixel, after removing the image's global "
+                   "gain/offset (map chosen by val pixel AUROC when masks exist, aggregate by "
+                   "val image AUROC)")
 
     def __init__(self) -> None:
         self.settings: CycleGANSettings | None = None
@@ -48,19 +52,15 @@ class CycleGANMethod(Method):
                                        amp=ctx.amp, show_progress=ctx.progress)
         self.trainer.fit(images_a, images_b, resume=ctx.resume)
         self.selected = self._select(val)
-        ctx.logger.info("cyclegan: selected %s map with %s aggregate (val AUROC %s)",
-                        self.selected["map"], self.selected["aggregate"],
-                        "n/a: val lacks a class" if self.selected["val_auroc"] is None
-                        else f"{self.selected['val_auroc']:.3f}")
+        ctx.logger.info("cyclegan: selected %s map with %s aggregate by %s (val AUROC %s, pixel AUROC %s)",
+                        self.selected["map"], self.selected["aggregate"], self.selected["criterion"],
+                        _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
 
     def _select(self, val: ImageSet) -> dict[str, object]:
+        """Selection at the model's size, where the maps are made (masks resized nearest)."""
         small, healthy = self._to_healthy(val)
-        maps = {kind: self._maps(val, small, healthy, kind) for kind in MAP_KINDS}
-        choice = select_scoring(maps, val.brain, val.labels)
-        table = choice.pop("table")
-        if table:
-            choice["table"] = table  # every candidate's val AUROC, for the log/run record
-        return choice
+        maps = {kind: anomaly_map(small.images, healthy, small.brain, kind) for kind in MAP_KINDS}
+        return select_scoring(maps, small.brain, val.labels, small.masks)
 
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
@@ -120,6 +120,10 @@ class CycleGANMethod(Method):
         maps = anomaly_map(small.images, healthy, small.brain, kind)
         full = _resize(maps.unsqueeze(1), tuple(images.images.shape[-2:])).clamp(min=0)
         return full.squeeze(1) * images.brain.squeeze(1).float()
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
