@@ -253,7 +253,9 @@ def test_maps_and_aggregates():
 
 
 def test_selection_needs_both_labels():
-    maps = {"residual": torch.rand(4, 8, 8), "ssim": torch.rand(4, 8, 8)}
+    g = torch.Generator().manual_seed(0)
+    maps = {"residual": torch.rand(4, 8, 8, generator=g), "ssim": torch.rand(4, 8, 8, generator=g)}
+    maps["residual"][:2] += 1.0  # inverted: never a perfect AUROC that would win the tie
     brain = torch.ones(4, 1, 8, 8, dtype=torch.bool)
     one_class = select_scoring(maps, brain, torch.zeros(4))
     assert one_class["val_auroc"] is None and one_class["map"] == "residual"
