@@ -251,12 +251,15 @@ class ResNet18Baseline(Method):
 
     @torch.no_grad()
     def _logits(self, model: torch.nn.Module, x: torch.Tensor, amp: bool) -> torch.Tensor:
+        """Logits averaged over the slice and its left-right mirror: training flips left-right,
+        so both views are in-distribution and averaging them removes orientation noise."""
         model.eval()
         out = []
         for start in range(0, len(x), _EVAL_BATCH):
-            xb = x[start:start + _EVAL_BATCH].to(self.device)
+            xb = standardize(x[start:start + _EVAL_BATCH].to(self.device))
             with self._autocast(amp):
-                out.append(model(standardize(xb)).float().cpu())
+                both = model(torch.cat([xb, xb.flip(-1)])).float()
+            out.append(((both[: len(xb)] + both[len(xb):]) / 2).cpu())
         return torch.cat(out)
 
     def _evaluate(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
