@@ -27,9 +27,6 @@ root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 # File names and error messages must show exactly as written ("--" and quotes untouched).
 smartquotes = False
-# results-schema.md shows annotated JSON (// comments, "..." elisions): Pygments highlights it in
-# relaxed mode but warns, which -W would turn into a failure. No other warning is silenced.
-suppress_warnings = ["misc.highlighting_failure"]
 
 html_theme = "furo"
 html_title = f"Brain MRI anomaly benchmark {__version__}"

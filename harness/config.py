@@ -29,6 +29,9 @@ class CohortSettings:
     slices_per_subject: int = 24
     lesion_radius_mm: tuple[float, float] = (8.0, 22.0)
     lesion_contrast: float = 1.0
+    # a slice is tumor when its lesion covers at least this share of its brain area; slices with
+    # a smaller lesion are left out as ambiguous (they are neither clearly tumor nor healthy)
+    min_lesion_fraction: float = 0.005
 
 
 @dataclass(frozen=True)

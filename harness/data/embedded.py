@@ -17,7 +17,7 @@ What is simulated, per subject (see :mod:`harness.data.virtual_subject` and its 
 
 Samples are axial slices from one fixed band of heights for every subject (so axial level, brain
 area and brightness do not predict the label). The ground-truth mask is the whole tumour (core +
-rim + oedema). A slice is ``tumor`` when its mask covers at least 0.5 % of the slice's brain area,
+rim + oedema). A slice is ``tumor`` when its mask covers at least ``min_lesion_fraction`` of the slice's brain area,
 ``no_tumor`` when it has no lesion at all (healthy subjects and lesion-free slices of tumour
 subjects); slices in between are left out as ambiguous and counted in ``notices``.
 
@@ -47,7 +47,6 @@ from harness.training import progress as progress_bar
 
 GENERATOR_VERSION = "v3"
 NAME = "mni152-lesions"
-TUMOUR_AREA_FRACTION = 0.005  # lesion area / brain area for a slice to count as tumor
 _CACHE_FIELDS = ("images", "masks", "ids", "labels", "subjects", "sha256", "phash", "sequence", "z",
                  "mean_brightness", "notices", "key")
 
@@ -95,7 +94,8 @@ def load_embedded_cohort(settings: CohortSettings, seed: int, cache_dir: Path | 
     root = (f"embedded:{NAME} {GENERATOR_VERSION} seed={seed} subjects={settings.n_subjects} "
             f"tumor_fraction={settings.tumor_fraction} size={settings.slice_size} "
             f"slices={settings.slices_per_subject} radius={settings.lesion_radius_mm[0]:g}-"
-            f"{settings.lesion_radius_mm[1]:g}mm contrast={settings.lesion_contrast:g}")
+            f"{settings.lesion_radius_mm[1]:g}mm contrast={settings.lesion_contrast:g} "
+            f"min_lesion={settings.min_lesion_fraction:g}")
     transient: list[str] = []  # about this call only; never written into the cache
     if path.exists():
         try:
@@ -133,6 +133,8 @@ def _validate(settings: CohortSettings, seed: int) -> None:
     r_min, r_max = settings.lesion_radius_mm
     if not 0.0 < r_min <= r_max:
         problems.append(f"lesion_radius_mm must be (min, max) with 0 < min <= max, got {settings.lesion_radius_mm}")
+    if not 0.0 < settings.min_lesion_fraction < 1.0:
+        problems.append(f"min_lesion_fraction must be in (0, 1), got {settings.min_lesion_fraction}")
     if settings.lesion_contrast < 0.0:
         problems.append(f"lesion_contrast must be >= 0, got {settings.lesion_contrast}")
     if problems:
@@ -196,7 +198,7 @@ def _generate(settings: CohortSettings, seed: int, progress: bool) -> dict[str, 
         for k in range(len(z_mm)):
             if area[k] == 0:
                 label = "no_tumor"
-            elif area[k] >= TUMOUR_AREA_FRACTION * max(int(made.brain_area[k]), 1):
+            elif area[k] >= settings.min_lesion_fraction * max(int(made.brain_area[k]), 1):
                 label = "tumor"
             else:
                 ambiguous += 1
@@ -211,7 +213,7 @@ def _generate(settings: CohortSettings, seed: int, progress: bool) -> dict[str, 
     notices = []
     if ambiguous:
         notices.append(f"{NAME}: {ambiguous} slice(s) of tumour subjects left out as ambiguous (lesion area "
-                       f"above 0 but below {TUMOUR_AREA_FRACTION:.1%} of the slice's brain area)")
+                       f"above 0 but below {settings.min_lesion_fraction:.1%} of the slice's brain area)")
     if no_lesion_subjects:
         notices.append(f"{NAME}: {no_lesion_subjects} tumour subject(s) got no lesion (no white matter found "
                        f"in the slice band); their slices are no_tumor")
