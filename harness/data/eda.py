@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from harness.atomic import atomic_write_bytes
 from harness.data.types import DataSource, Record
 from harness.training import progress as progress_bar
 
@@ -260,17 +259,8 @@ def _image_stats(image: np.ndarray, rng: np.random.Generator) -> ImageStats:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Temp file in the same folder, then rename: a reader never sees half a report."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the report build reads this file
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _numeric_entry(name: str, y: np.ndarray, label_of: np.ndarray,

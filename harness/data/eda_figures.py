@@ -8,9 +8,7 @@ written atomically.
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
+from harness.atomic import atomic_write_bytes
 from harness.data.eda import ImageSample, feature_value
 from harness.data.types import Record
 
@@ -207,18 +206,10 @@ def _finish(ax: Axes, title: str, xlabel: str, ylabel: str, empty: bool = False)
 
 
 def _save(fig: Figure, path: Path) -> None:
-    """Render to memory, then write a temp file and rename (atomic, and no half PNG on a kill)."""
+    """Render to memory, then write atomically (no half PNG on a kill)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; the docs build and other users read these
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getvalue())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _safe(name: str) -> str:

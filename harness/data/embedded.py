@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from harness.atomic import atomic_write
 from harness.config import CohortSettings
 from harness.data.mri_contrast import SEQUENCES
 from harness.data.types import DatasetError, Record, SkippedFile
@@ -235,15 +235,7 @@ def _generate(settings: CohortSettings, seed: int, progress: bool) -> dict[str, 
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def _read_cache(path: Path, key: str) -> dict[str, np.ndarray]:

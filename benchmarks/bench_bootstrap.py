@@ -1,12 +1,12 @@
 """Bootstrap AUROC/AP: the vectorised weighted evaluation vs a scikit-learn loop (the baseline).
 
-Run: ``python benchmarks/bootstrap_metrics.py [n_samples] [n_boot]``. Prints both timings and
+Run: ``python benchmarks/bench_bootstrap.py [--n N] [--boot B]``. Prints both timings and
 their ratio, measured in the same process, and checks the two agree.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 import numpy as np
@@ -36,4 +36,8 @@ def main(n: int = 300, n_boot: int = 1000) -> None:
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=300, help="scores (default 300)")
+    parser.add_argument("--boot", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    args = parser.parse_args()
+    main(args.n, args.boot)
