@@ -16,15 +16,14 @@ T1) with the highest validation AUROC, and records the choice in ``selected``.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from harness.api import FitContext, ImageSet, Method, ScoreOutput, register_method
+from harness.imaging import blur, gaussian_kernel
 
 # Named aggregates, in tie-break order (the first is the default before ``fit``).
 PERCENTILES: dict[str, float] = {"p99": 99.0, "p95": 95.0, "p99.9": 99.9, "p90": 90.0}
@@ -56,18 +55,10 @@ def robust_zscore(images: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
 
 def smooth_in_brain(z: torch.Tensor, brain: torch.Tensor, sigma: float) -> torch.Tensor:
     """Gaussian smoothing restricted to the brain: blur(z * m) / blur(m), zero outside the brain."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    grid = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (grid / sigma) ** 2)
-    kernel = kernel / kernel.sum()
+    kernel = gaussian_kernel(sigma)
     m = brain.float()
-
-    def blur(x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-        return F.conv2d(x, kernel.view(1, 1, 1, -1), padding=(0, radius))
-
-    weight = blur(m)
-    smoothed = blur(z * m) / weight.clamp_min(_EPS)
+    weight = blur(m, kernel, border="zeros")
+    smoothed = blur(z * m, kernel, border="zeros") / weight.clamp_min(_EPS)
     return smoothed * m
 
 

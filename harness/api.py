@@ -6,6 +6,7 @@ Methods in ``baselines/``, ``generative/`` and third-party packages import only 
 
 from __future__ import annotations
 
+import abc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,8 +104,9 @@ class FitContext:
     progress: bool = True
 
 
-class Method:
-    """Base class of a registered method. Subclasses set ``capabilities``.
+class Method(abc.ABC):
+    """Base class of a registered method. Subclasses set ``capabilities`` and must implement
+    ``fit`` and ``score``; ``translate`` is only for methods with the ``translates`` capability.
 
     ``fit`` trains on ``train`` (selecting on ``val``); ``score`` returns per-image scores
     (and maps, with the ``maps`` capability, at the ImageSet's resolution) for an ImageSet at
@@ -118,14 +120,17 @@ class Method:
     capabilities: ClassVar[frozenset[str]] = frozenset({"scores"})
     description: ClassVar[str] = ""
 
+    @abc.abstractmethod
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
-        raise NotImplementedError
+        """Train on ``train``, selecting on ``val``."""
 
+    @abc.abstractmethod
     def score(self, images: ImageSet) -> ScoreOutput:
-        raise NotImplementedError
+        """Per-image scores (higher = more tumor) and, with ``maps``, per-pixel maps."""
 
     def translate(self, images: torch.Tensor, to_domain: str) -> torch.Tensor:
-        raise NotImplementedError(f"{self.name} does not translate")
+        """Only methods with the ``translates`` capability translate; the runner checks it."""
+        raise TypeError(f"method {self.name!r} does not translate images")
 
     def training_curves(self) -> dict[str, list[float]]:
         return {}

@@ -67,8 +67,8 @@ class MeanIntensity(Method):
         return self.curves
 
 
-class Failing(Method):
-    description = "toy: always fails"
+class Failing(MeanIntensity):
+    description = "toy: always fails in fit"
 
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
         raise RuntimeError("boom: this toy method always fails")

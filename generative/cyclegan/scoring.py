@@ -25,8 +25,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
+
+from harness.imaging import blur, gaussian_kernel
 
 MAP_KINDS = ("residual", "ssim", "matched", "brighter", "darker")
 SIGNED_KINDS = ("matched", "brighter", "darker")  # maps of the gain/offset-matched signed residual
@@ -38,31 +39,15 @@ _SIGNED_SIGMA_PER_PX = 1 / 32  # 2 px at 64 px: scales with the generator's blur
 _MIN_VARIANCE = 1e-10
 
 
-def gaussian_kernel(sigma: float, radius: int | None = None) -> torch.Tensor:
-    """Normalised 2-D gaussian (1, 1, k, k); radius defaults to 3 sigma."""
-    radius = max(1, int(math.ceil(3 * sigma))) if radius is None else radius
-    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
-
-
-def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Same-size gaussian filtering with reflected borders."""
-    r = kernel.shape[-1] // 2
-    pad_mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
-    return F.conv2d(F.pad(x, (r, r, r, r), mode=pad_mode), kernel.to(x))
-
-
 def local_ssim(x: torch.Tensor, y: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel SSIM of (N, 1, H, W) images in [0, 1] with an 11x11 gaussian window
     (Wang et al. 2004 constants for data range 1)."""
     c1, c2 = 0.01**2, 0.03**2
     k = gaussian_kernel(sigma, radius=5)
-    mu_x, mu_y = _blur(x, k), _blur(y, k)
-    var_x = _blur(x * x, k) - mu_x**2
-    var_y = _blur(y * y, k) - mu_y**2
-    cov = _blur(x * y, k) - mu_x * mu_y
+    mu_x, mu_y = blur(x, k), blur(y, k)
+    var_x = blur(x * x, k) - mu_x**2
+    var_y = blur(y * y, k) - mu_y**2
+    cov = blur(x * y, k) - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
 
@@ -95,7 +80,7 @@ def matched_residual(x: torch.Tensor, x_h: torch.Tensor, brain: torch.Tensor,
     w = brain.to(x.dtype)
     d = (x - (a * x_h + c)) * w
     if sigma > 0:
-        d = _blur(d, gaussian_kernel(sigma)) * w
+        d = blur(d, gaussian_kernel(sigma)) * w
     return d
 
 
@@ -118,7 +103,7 @@ def anomaly_map(x: torch.Tensor, x_h: torch.Tensor, brain: torch.Tensor, kind: s
         return signed[kind].squeeze(1)  # already zero outside the brain
     raw = (x - x_h).abs() if kind == "residual" else (1.0 - local_ssim(x, x_h)).clamp(min=0.0)
     if sigma > 0:
-        raw = _blur(raw, gaussian_kernel(sigma))
+        raw = blur(raw, gaussian_kernel(sigma))
     return (raw * brain.to(raw.dtype)).squeeze(1)
 
 
