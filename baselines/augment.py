@@ -32,6 +32,11 @@ class AugmentSettings:
     scale: tuple[float, float] = (0.9, 1.1)
     max_log_gamma: float = 0.3  # gamma = exp(U(-a, a))
     noise_std: float = 0.02  # Gaussian noise in [0, 1] intensity units, std drawn from U(0, noise_std)
+    # acquisition artefacts (what differs between scanners and sessions, not between tissues);
+    # 0 turns each off
+    max_bias_field: float = 0.4  # largest |coefficient| of the quadratic log bias field
+    max_blur_sigma: float = 1.0  # pixels; Gaussian k-space taper (lower resolution)
+    ghosting_p: float = 0.2  # probability of N/2-style ghosts along the phase-encode axis
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tensor:
@@ -40,7 +45,8 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator) -> torch.Tenso
 
 def augment_batch(x: torch.Tensor, g: torch.Generator,
                   settings: AugmentSettings = AugmentSettings()) -> torch.Tensor:
-    """Randomly flip (left-right), rotate, scale, shift and gamma/noise-jitter ``x`` (N, 1, H, W) in [0, 1].
+    """Randomly flip (left-right), rotate, scale and shift ``x`` (N, 1, H, W) in [0, 1], add an
+    acquisition (bias field, resolution, ghosting) and jitter gamma and noise.
 
     Parameters are drawn on the CPU from ``g``; the result stays on ``x``'s device and in [0, 1].
     """
@@ -52,6 +58,11 @@ def augment_batch(x: torch.Tensor, g: torch.Generator,
     log_gamma = _uniform(n, -settings.max_log_gamma, settings.max_log_gamma, g)
     noise_std = _uniform(n, 0.0, settings.noise_std, g)
     noise = torch.randn(x.shape, generator=g, dtype=torch.float32)
+    bias_coeffs = _uniform(5 * n, -1.0, 1.0, g).view(n, 5) * _uniform(n, 0.0, settings.max_bias_field, g).view(n, 1)
+    blur_sigma = _uniform(n, 0.0, settings.max_blur_sigma, g)
+    ghosted = torch.rand(n, generator=g) < settings.ghosting_p
+    ghost_period = torch.randint(2, 5, (n,), generator=g)
+    ghost_attenuation = _uniform(n, 0.15, 0.5, g)
 
     # affine_grid maps output to input coordinates: a flip is a sign on the x column.
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
@@ -63,7 +74,45 @@ def augment_batch(x: torch.Tensor, g: torch.Generator,
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
+    out = out.clamp(0.0, 1.0) * _bias_field(bias_coeffs, x.shape[-2], x.shape[-1]).to(x.device, x.dtype)
+    out = _acquire(out, blur_sigma, ghost_rows_factor(x.shape[-2], ghosted, ghost_period, ghost_attenuation))
+
     gamma = torch.exp(log_gamma).to(x.device, x.dtype).view(n, 1, 1, 1)
     out = out.clamp(0.0, 1.0).pow(gamma)
     out = out + noise.to(x.device, x.dtype) * noise_std.to(x.device, x.dtype).view(n, 1, 1, 1)
     return out.clamp(0.0, 1.0)
+
+
+def _bias_field(coeffs: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """exp(quadratic in x, y) per image, scaled so its maximum is 1: (N, 1, H, W).
+
+    A smooth multiplicative field is what receive-coil sensitivity does to an MRI; z-scoring
+    removes its mean but not its shape, so without this the classifier can tell scanners apart.
+    """
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    terms = torch.stack([xx, yy, xx * yy, xx * xx, yy * yy])
+    log_field = torch.einsum("nk,khw->nhw", coeffs, terms)
+    return torch.exp(log_field - log_field.amax(dim=(1, 2), keepdim=True)).unsqueeze(1)
+
+
+def ghost_rows_factor(h: int, ghosted: torch.Tensor, period: torch.Tensor,
+                      attenuation: torch.Tensor) -> torch.Tensor:
+    """(N, H) k-space row weights: every ``period``-th phase-encode line (the centre line kept)
+    scaled by ``attenuation`` where ``ghosted``, 1 elsewhere. Uneven lines give ghosts at H/period."""
+    ky = torch.fft.fftfreq(h)
+    rank = torch.argsort(torch.argsort(ky))
+    hit = (rank.view(1, h) % period.view(-1, 1) == 0) & (ky != 0).view(1, h) & ghosted.view(-1, 1)
+    return torch.where(hit, attenuation.view(-1, 1), torch.ones(()))
+
+
+def _acquire(x: torch.Tensor, blur_sigma: torch.Tensor, row_factor: torch.Tensor) -> torch.Tensor:
+    """Lower the resolution (Gaussian k-space taper of ``blur_sigma`` pixels) and apply the row
+    weights, then take the magnitude image, as a scanner reconstructs it."""
+    h, w = x.shape[-2:]
+    ky, kx = torch.fft.fftfreq(h), torch.fft.fftfreq(w)
+    k2 = ky.view(h, 1) ** 2 + kx.view(1, w) ** 2
+    weight = torch.exp(-2.0 * math.pi ** 2 * blur_sigma.view(-1, 1, 1) ** 2 * k2) * row_factor.view(-1, h, 1)
+    if bool((weight == 1).all()):
+        return x
+    spectrum = torch.fft.fft2(x.float()) * weight.unsqueeze(1).to(x.device)
+    return torch.fft.ifft2(spectrum).abs().to(x.dtype)

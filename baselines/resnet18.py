@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from baselines.augment import augment_batch
+from baselines.augment import AugmentSettings, augment_batch
 from harness.api import FitContext, ImageSet, Method, ScoreOutput, register_method
 from harness.config import ResNetSettings
 from harness.models import adapt_imagenet_state_dict, build_resnet18_classifier, standardize
@@ -33,6 +33,7 @@ IMAGENET_WEIGHTS_FILE = "resnet18-f37072fd.pth"
 IMAGENET_WEIGHTS_URL = f"https://download.pytorch.org/models/{IMAGENET_WEIGHTS_FILE}"
 NORMALIZATION = "per-image-zscore"
 _EVAL_BATCH = 128
+_NO_ACQUISITION = AugmentSettings(max_bias_field=0.0, max_blur_sigma=0.0, ghosting_p=0.0)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -230,12 +231,13 @@ class ResNet18Baseline(Method):
         if len(order) % s.batch_size == 1 and len(order) > 1:
             order = order[:-1]  # BatchNorm cannot train on a batch of one
         batches = list(torch.split(order, s.batch_size))
+        augment = AugmentSettings() if s.acquisition_augment else _NO_ACQUISITION
         model.train()
         total, seen = 0.0, 0
         bar = progress(batches, total=len(batches), desc=f"resnet18 epoch {epoch}/{s.epochs}",
                        enabled=ctx.progress, unit="batch")
         for idx in bar:
-            xb = augment_batch(x[idx].to(self.device), g)
+            xb = augment_batch(x[idx].to(self.device), g, augment)
             yb = y[idx].to(self.device)
             with self._autocast(ctx.amp):
                 logits = model(standardize(xb))

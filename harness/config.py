@@ -51,6 +51,8 @@ class ResNetSettings:
     lr: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 4
+    # train on simulated acquisition differences too (bias field, resolution, ghosting)
+    acquisition_augment: bool = True
     # bf16 autocast when training on CPU: 1.6x (128 px) and 2.0x (224 px) images/s on a 2-core CPU
     # with P(tumor) within 5e-4 of fp32 (benchmarks/bench_train.py); GPU precision follows --amp
     cpu_bf16: bool = True

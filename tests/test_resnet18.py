@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -151,13 +152,47 @@ def test_bad_inputs(data, tmp_path):
         ResNet18Baseline().fit(train, val.subset([]), make_context(tmp_path, **SETTINGS))
 
 
+NOTHING = AugmentSettings(flip_p=0.0, max_rotation_deg=0.0, max_translate=0.0, scale=(1.0, 1.0),
+                          max_log_gamma=0.0, noise_std=0.0, max_bias_field=0.0, max_blur_sigma=0.0,
+                          ghosting_p=0.0)
+
+
 def test_augment_flip_is_left_right_and_seeded():
     x = make_slices(4, size=16, seed=5).images
-    flip_only = AugmentSettings(flip_p=1.0, max_rotation_deg=0.0, max_translate=0.0, scale=(1.0, 1.0),
-                                max_log_gamma=0.0, noise_std=0.0)
+    flip_only = dataclasses.replace(NOTHING, flip_p=1.0)
     torch.testing.assert_close(augment_batch(x, torch.Generator().manual_seed(0), flip_only), x.flip(-1),
                                atol=1e-5, rtol=0)
     a = augment_batch(x, torch.Generator().manual_seed(7))
     b = augment_batch(x, torch.Generator().manual_seed(7))
     assert torch.equal(a, b) and not torch.equal(a, x)
     assert a.min() >= 0 and a.max() <= 1
+
+
+
+def test_augment_with_every_range_zero_is_the_identity():
+    x = make_slices(3, size=16, seed=2).images
+    torch.testing.assert_close(augment_batch(x, torch.Generator().manual_seed(0), NOTHING), x, atol=1e-5, rtol=0)
+
+
+def test_augment_bias_field_is_smooth_and_multiplicative():
+    x = torch.full((2, 1, 32, 32), 0.5)
+    out = augment_batch(x, torch.Generator().manual_seed(3), dataclasses.replace(NOTHING, max_bias_field=0.8))
+    field = out / 0.5
+    assert field.max() <= 1 + 1e-6 and field.min() > 0.1
+    assert (field.amax(dim=(-2, -1)) - field.amin(dim=(-2, -1))).max() > 0.1  # it does vary
+    assert field.diff(dim=-1).abs().max() < 0.1 and field.diff(dim=-2).abs().max() < 0.1  # smoothly
+
+
+def test_augment_blur_lowers_resolution_only():
+    x = make_slices(2, size=32, seed=4).images
+    out = augment_batch(x, torch.Generator().manual_seed(1), dataclasses.replace(NOTHING, max_blur_sigma=3.0))
+    assert out.diff(dim=-1).abs().mean() < x.diff(dim=-1).abs().mean()
+    torch.testing.assert_close(out.mean(dim=(-2, -1)), x.mean(dim=(-2, -1)), atol=0.02, rtol=0)
+
+
+def test_augment_ghosting_copies_the_image_along_the_phase_encode_axis():
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., 14:18, 14:18] = 1.0
+    out = augment_batch(x, torch.Generator().manual_seed(0), dataclasses.replace(NOTHING, ghosting_p=1.0))
+    assert out[..., :8, 14:18].max() > 0.05 or out[..., 24:, 14:18].max() > 0.05  # a ghost up or down
+    assert out[..., 14:18, :8].max() < 1e-3  # nothing along the read-out axis

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -85,6 +86,27 @@ def test_stratified_proportions() -> None:
     assert list(split.manifest["path"]) == sorted(split.manifest["path"])
     assert list(split.manifest.columns) == ["path", "sha256", "label", "subject", "split", "dup_group"]
 
+
+
+def test_strata_are_balanced_within_each_label() -> None:
+    """Eight subjects per (label, sequence): every split gets its share of each, so no split is,
+    say, all-T2 among its healthy subjects."""
+    rng = np.random.default_rng(7)
+    records = []
+    for label in ("tumor", "no_tumor"):
+        for stratum in ("T1", "T2", "FLAIR"):
+            for k in range(8):
+                subject = f"{label}-{stratum}-{k}"
+                records += [dataclasses.replace(record(f"{subject}/z{z}", label, rng, subject=subject),
+                                                stratum=stratum) for z in range(6)]
+    for seed in range(5):
+        manifest = make_split(FakeSource(records), seed, SETTINGS).manifest
+        manifest["stratum"] = manifest["subject"].str.split("-").str[1]
+        subjects = manifest.groupby(["split", "label", "stratum"])["subject"].nunique()
+        for s, frac in (("train", 0.6), ("val", 0.15), ("test", 0.25)):
+            for label in ("tumor", "no_tumor"):
+                for stratum in ("T1", "T2", "FLAIR"):
+                    assert subjects.get((s, label, stratum), 0) == pytest.approx(8 * frac, abs=1), (seed, s, label, stratum)
 
 def test_subjects_never_cross_splits_and_mixed_subjects_allowed() -> None:
     rng = np.random.default_rng(100)

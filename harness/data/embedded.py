@@ -261,6 +261,7 @@ def _cohort(root: str, arrays: dict[str, np.ndarray]) -> EmbeddedCohort:
             phash=str(arrays["phash"][i]),
             given_split=None,
             has_mask=True,
+            stratum=str(arrays["sequence"][i]),
             meta={
                 "width": int(width), "height": int(height), "mode": "L", "channels": 1,
                 "format": "synthetic", "file_size": int(images[i].nbytes),

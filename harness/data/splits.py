@@ -18,8 +18,10 @@ Rules (the README repeats them):
 4. **Given test split.** Groups holding any image from the dataset's own ``Testing/`` folder go to
    test entirely; the rest is divided between train and val in the ratio ``train:val``.
 5. **Stratification.** Groups (which may hold both labels, like a tumor subject's slices) are
-   shuffled with the seed; each goes to the split furthest below its per-label targets, weighted
-   by the labels it holds, so every split's label mix stays close to the whole. A split left
+   shuffled with the seed; each goes to the split furthest below its targets per (label,
+   stratum), weighted by the images it holds, so every split's mix of labels, and of strata
+   within each label (``Record.stratum``: the MRI sequence of the embedded cohort), stays close
+   to the whole. A split left
    without a label takes the smallest group holding it from the split with most such groups.
    A split that still lacks a label is an error (too few subjects or groups).
 
@@ -254,45 +256,46 @@ def _assign(records: list[Record], groups: list[list[int]], fractions: dict[str,
     targets = {"train": fractions["train"], "val": fractions["val"]} if given_test else fractions
     total = sum(targets.values())
     order = np.random.default_rng(seed).permutation(len(free))
-    shuffled = [(free[k], Counter(records[i].label for i in free[k])) for k in order]
-    per_label: Counter = Counter()
+    shuffled = [(free[k], Counter((records[i].label, records[i].stratum) for i in free[k])) for k in order]
+    per_key: Counter = Counter()  # (label, stratum) -> images
     for _, c in shuffled:
-        per_label.update(c)
-    goal = {s: {label: f / total * n for label, n in per_label.items()} for s, f in targets.items()}
+        per_key.update(c)
+    goal = {s: {key: f / total * n for key, n in per_key.items()} for s, f in targets.items()}
     filled: dict[str, Counter] = {s: Counter() for s in targets}
     placed: dict[str, list[tuple[list[int], Counter]]] = {s: [] for s in targets}
 
-    def need(s: str, c: Counter) -> float:  # how far below target split s is, for c's labels
-        return sum(n * (goal[s][label] - filled[s][label]) / per_label[label] for label, n in c.items())
+    def need(s: str, c: Counter) -> float:  # how far below target split s is, for c's keys
+        return sum(n * (goal[s][key] - filled[s][key]) / per_key[key] for key, n in c.items())
 
     for g, c in shuffled:
         s = max(targets, key=lambda s: need(s, c))
         placed[s].append((g, c))
         filled[s].update(c)
-    _repair(placed, filled, per_label)
+    _repair(placed, sorted({label for label, _ in per_key}))
     for s, gs in placed.items():
         assignment.update({i: s for g, _ in gs for i in g})
     _check_every_split_has_both_labels(records, assignment, name, given_test)
     return assignment
 
 
-def _repair(placed: dict[str, list[tuple[list[int], Counter]]], filled: dict[str, Counter],
-            per_label: Counter) -> None:
+def _repair(placed: dict[str, list[tuple[list[int], Counter]]], labels: list[str]) -> None:
     """Give a split that lacks a label the smallest group with that label from the split that
     has the most such groups, when that split can spare one."""
+
+    def count(c: Counter, label: str) -> int:  # images of ``label`` in a (label, stratum) counter
+        return sum(n for (lab, _), n in c.items() if lab == label)
+
     for s in placed:
-        for label in sorted(per_label):
-            if filled[s][label]:
+        for label in labels:
+            if any(count(c, label) for _, c in placed[s]):
                 continue
-            donors = {d: [gc for gc in placed[d] if gc[1][label]] for d in placed if d != s}
+            donors = {d: [gc for gc in placed[d] if count(gc[1], label)] for d in placed if d != s}
             donor = max(donors, key=lambda d: len(donors[d]))
             if len(donors[donor]) < 2:
                 continue
             moved = min(donors[donor], key=lambda gc: len(gc[0]))
             placed[donor].remove(moved)
             placed[s].append(moved)
-            filled[donor].subtract(moved[1])
-            filled[s].update(moved[1])
 
 
 def _check_every_split_has_both_labels(records: list[Record], assignment: dict[int, str],

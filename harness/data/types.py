@@ -17,6 +17,8 @@ class Record:
     images that must stay in one split (the id itself when subjects are unknown).
     ``given_split`` is ``"test"`` for images from a dataset's own ``Testing/`` folder.
     ``phash`` is a 64-bit perceptual hash (hex) for near-duplicate grouping.
+    ``stratum`` is an acquisition group the splits keep balanced within each label (the MRI
+    sequence of the embedded cohort; empty when unknown).
     ``meta`` holds non-anatomical facts for the EDA and shortcut audit: width, height,
     mode, channels, format, file_size, mean_brightness (raw, 0-1 by dtype range).
     """
@@ -28,6 +30,7 @@ class Record:
     phash: str = ""
     given_split: str | None = None
     has_mask: bool = False
+    stratum: str = ""
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
