@@ -13,7 +13,7 @@ import torch
 from harness.api import LABELS, NO_TUMOR, TUMOR, ImageSet, Method, ScoreOutput
 from harness.config import MetricSettings
 from harness.metrics.detection import Estimate, image_detection, pixel_detection
-from harness.results import metric_row
+from harness.results import STRATUM_PREFIX, metric_row
 
 EXAMPLES_PER_KIND = 4  # best and worst cases per domain in examples/<method>.npz
 
@@ -53,6 +53,31 @@ def detection_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOut
                                            test.labels.numpy(), np.asarray(test_out.scores),
                                            settings, seed)
     return _rows(method, estimates), threshold
+
+
+def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput, test_out: ScoreOutput,
+                 test_strata: list[str], settings: MetricSettings, seed: int) -> list[dict]:
+    """Image-level rows per acquisition stratum of the test split (domain ``stratum:<name>``).
+
+    An overall AUROC can hide a method that fails on one sequence or scanner; the threshold
+    stays the one chosen on all of validation, so each stratum is read at the operating point a
+    user would deploy. Nothing is returned unless the test split holds two or more strata.
+    """
+    strata = np.asarray(test_strata, dtype=str)
+    if strata.shape != (len(test),):
+        raise ValueError(f"{len(strata)} strata for {len(test)} test images")
+    names = sorted(set(strata.tolist()) - {""})
+    if len(names) < 2:
+        return []
+    labels, scores = test.labels.numpy(), np.asarray(test_out.scores)
+    rows = []
+    for name in names:
+        members = strata == name
+        estimates, _ = image_detection(val.labels.numpy(), np.asarray(val_out.scores), labels[members],
+                                       scores[members], settings, seed)
+        rows += [metric_row(method, e.metric, e.value, domain=f"{STRATUM_PREFIX}{name}", ci_low=e.ci_low,
+                            ci_high=e.ci_high, n=e.n, note=e.note) for e in estimates]
+    return rows
 
 
 def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings,

@@ -25,6 +25,7 @@ SCHEMA_VERSION = 1
 ROW_KEYS = ("method", "split", "domain", "metric", "feature_space", "value", "std",
             "ci_low", "ci_high", "n", "note")
 SCORES_COLUMNS = ("method", "split", "id", "label", "score")
+STRATUM_PREFIX = "stratum:"  # domain of detection rows measured on one acquisition stratum
 
 
 class SchemaError(ValueError):

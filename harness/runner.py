@@ -34,7 +34,7 @@ from harness.api import FitContext, ImageSet, Method
 from harness.config import (CohortSettings, CycleGANSettings, MetricSettings, Profile, ResNetSettings,
                             RunConfig, SplitSettings)
 from harness.evaluate import (check_output, detection_rows, example_arrays, pixel_rows, score_frame,
-                              translate_test)
+                              stratum_rows, translate_test)
 from harness.models import file_sha256
 from harness.mri_reference import MRI_METHOD, cache_root, dedicated_checkpoint
 from harness.registry import METHODS
@@ -199,6 +199,7 @@ class Runner:
         self.scores = pd.DataFrame(columns=list(SCORES_COLUMNS))
         self.split_hash = ""
         self.sets: dict[str, ImageSet] = {}
+        self.strata: dict[str, str] = {}  # image id -> acquisition stratum ("" when unknown)
 
     # -------------------------------------------------------------- orchestration
     def execute(self, folder: RunFolder | None, info: dict[str, Any] | None) -> int:
@@ -282,6 +283,7 @@ class Runner:
             "has_masks": any(r.has_mask for r in source.records),
         }
         self.info["notes"] = list(dict.fromkeys([*self.info["notes"], *source.notices]))
+        self.strata = {r.id: r.stratum for r in source.records}
         timings["data"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -369,6 +371,8 @@ class Runner:
         t = time.perf_counter()
         settings = cfg.profile.metrics
         rows, threshold = detection_rows(name, val, test, val_out, test_out, settings, cfg.seed)
+        rows += stratum_rows(name, val, test, val_out, test_out, [self.strata.get(i, "") for i in test.ids],
+                             settings, cfg.seed)
         if "maps" in method.capabilities:
             rows += pixel_rows(name, test, test_out, settings, cfg.seed)
         entry["threshold"] = threshold

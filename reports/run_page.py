@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.results import STRATUM_PREFIX
 from reports import figures
 from reports.eda_section import eda_blocks
 from reports.escape import MyST, escape_text, fence, slug
@@ -100,6 +101,31 @@ def _methods_table(data: RunData, index: MetricIndex) -> tuple[MyST | None, list
     return md_table(header, rows), notes
 
 
+def _strata_table(index: MetricIndex) -> tuple[MyST | None, list[MyST]]:
+    """Method x stratum: test images, tumor share, AUROC and AP with CIs, sensitivity and
+    specificity at the validation threshold; and the notes of values not computed."""
+    strata = index.strata()
+    if not strata:
+        return None, []
+    header = ["Method", "Stratum", "Test images", "Tumor share", "AUROC", "AP", "Sensitivity", "Specificity"]
+    rows, notes = [], []
+    for method in index.methods():
+        for stratum in strata:
+            domain = STRATUM_PREFIX + stratum
+            found = {m: index.get(method, m, domain) for m in ("auroc", "ap", "ap_chance", "sensitivity",
+                                                             "specificity")}
+            if found["auroc"] is None:
+                continue
+            chance = found["ap_chance"] or {}
+            rows.append([MyST(f"**{escape_text(method)}**"), stratum, found["auroc"].get("n"),
+                         fmt(chance.get("value"), 2)] + [fmt_ci(found[m]) for m in ("auroc", "ap", "sensitivity",
+                                                                                   "specificity")])
+            if found["auroc"].get("note"):
+                notes.append(MyST(f"{escape_text(method)}, {escape_text(stratum)}: "
+                                  f"{escape_text(found['auroc']['note'])}"))
+    return (md_table(header, rows) if rows else None), notes
+
+
 def _failures(data: RunData) -> list[dict[str, Any]]:
     out = []
     for name, info in data.methods.items():
@@ -161,6 +187,7 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         "split_counts": _split_counts(data), "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "eda_figures": [], "eda_blocks": [], "methods_table": None, "metric_notes": [], "failures": [],
+        "strata_table": None, "strata_notes": [],
         "generative": [], "curves": [], "curve_notes": [], "training": [], "grids": [],
     }
     packages = data.run.get("packages")
@@ -176,6 +203,7 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         return ctx
     index = MetricIndex(data.metrics)
     ctx["methods_table"], ctx["metric_notes"] = _methods_table(data, index)
+    ctx["strata_table"], ctx["strata_notes"] = _strata_table(index)
     ctx["failures"] = _failures(data)
     ctx["generative"] = _generative(index)
     per_method = _scores_by_method(data)

@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from harness.results import STRATUM_PREFIX
 from reports.escape import MyST, escape_text
 
 __all__ = [
@@ -102,6 +103,11 @@ class MetricIndex:
 
     def generative_spaces(self, method: str) -> list[str]:
         return sorted({k[4] for k in self.rows if k[0] == method and k[3] in GENERATIVE and k[4]})
+
+    def strata(self) -> list[str]:
+        """Names of the acquisition strata with detection rows (domain ``stratum:<name>``)."""
+        return sorted({k[2][len(STRATUM_PREFIX):] for k in self.rows
+                       if k[2].startswith(STRATUM_PREFIX) and k[3] == "auroc"})
 
     def generative_domains(self, method: str) -> list[str]:
         found = {k[2] for k in self.rows if k[0] == method and k[3] in GENERATIVE}

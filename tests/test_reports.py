@@ -71,6 +71,11 @@ def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, c
                                               ("specificity", 0.7), ("balanced_accuracy", 0.75))]
         rows.append({"method": method, "split": "test", "domain": "all", "metric": "ap_chance", "feature_space": None,
                      "value": 0.5, "std": None, "ci_low": None, "ci_high": None, "n": 40, "note": None})
+    for stratum, auroc, note in (("FLAIR", 0.99, None), ("T1", None, "not computed: only one class in test")):
+        for m, v in (("auroc", auroc), ("ap", auroc), ("sensitivity", 0.9), ("specificity", 0.8)):
+            ci = _ci(v, 0.04) if v is not None else {"value": None, "std": None, "ci_low": None, "ci_high": None}
+            rows.append({"method": "intensity", "split": "test", "domain": f"stratum:{stratum}", "metric": m,
+                         "feature_space": None, "n": 20, **ci, "note": note})
     rows += [{"method": "cyclegan", "split": "test", "domain": "all", "metric": "pixel_auroc", "feature_space": None,
               "n": 40, **_ci(0.81, 0.03)},
              {"method": "cyclegan", "split": "test", "domain": "all", "metric": "best_dice", "feature_space": None,
@@ -165,6 +170,9 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     assert "Pixel AUROC" in page and "Best Dice" in page
     assert r"IS \(mean ± std\)" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
     assert "Inception weights missing" in page
+    assert "### By stratum" in page and "0.990 [0.950, 1.030]" in page  # intensity on FLAIR
+    assert "intensity, T1: not computed: only one class in test" in page
+    assert page.index("### By stratum") < page.index("roc.png")
     assert "### Shortcut audit" in page and "Flagged: mean\\_brightness" in page and "### Skipped files" in page
     figs = out / "20260101-100000-aaaaaaaa"
     for name in ("roc.png", "pr.png", "training-resnet18.png", "training-cyclegan.png", "grid-cyclegan-tumor.png",

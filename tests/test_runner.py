@@ -94,6 +94,7 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     for metric in ("pixel_auroc", "pixel_ap", "best_dice"):
         assert rows[("toy-mean", metric)]["value"] is not None, rows[("toy-mean", metric)]
     assert set(scores.split) == {"val", "test"}
+    assert {r["domain"] for r in run["metrics"]} == {"all"}  # folder images carry no stratum
 
     curves = json.loads((folder / "methods/toy-mean/curves.json").read_text())
     assert curves["loss"] == [1.0, 0.5]
@@ -266,6 +267,11 @@ def test_end_to_end_with_the_real_methods(real_run):
     assert (real_run / "methods/resnet18/curves.json").is_file()
     if "maps" in info["methods"]["intensity"]["capabilities"]:
         assert rows[("intensity", "pixel_auroc")]["value"] is not None
+    # the embedded cohort's sequences are strata: detection rows per sequence, on test images only
+    strata = {r["domain"]: r["n"] for r in run["metrics"]
+              if r["method"] == "resnet18" and r["metric"] == "auroc" and r["domain"].startswith("stratum:")}
+    assert set(strata) <= {"stratum:T1", "stratum:T2", "stratum:FLAIR"} and len(strata) >= 2
+    assert sum(strata.values()) == rows[("resnet18", "auroc")]["n"]
 
 
 @pytest.mark.slow
