@@ -47,16 +47,18 @@ def _rows(method: str, estimates: list[Estimate]) -> list[dict]:
 
 def detection_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput,
                    test_out: ScoreOutput, settings: MetricSettings, seed: int,
-                   ) -> tuple[list[dict], float | None]:
-    """Image-level rows on test (threshold from val) and the threshold."""
+                   test_subjects: list[str] | None = None) -> tuple[list[dict], float | None]:
+    """Image-level rows on test (threshold from val) and the threshold; with ``test_subjects``
+    the CIs resample subjects."""
     estimates, threshold = image_detection(val.labels.numpy(), np.asarray(val_out.scores),
                                            test.labels.numpy(), np.asarray(test_out.scores),
-                                           settings, seed)
+                                           settings, seed, test_subjects)
     return _rows(method, estimates), threshold
 
 
 def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput, test_out: ScoreOutput,
-                 test_strata: list[str], settings: MetricSettings, seed: int) -> list[dict]:
+                 test_strata: list[str], settings: MetricSettings, seed: int,
+                 test_subjects: list[str] | None = None) -> list[dict]:
     """Image-level rows per acquisition stratum of the test split (domain ``stratum:<name>``).
 
     An overall AUROC can hide a method that fails on one sequence or scanner; the threshold
@@ -70,18 +72,20 @@ def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutpu
     if len(names) < 2:
         return []
     labels, scores = test.labels.numpy(), np.asarray(test_out.scores)
+    subjects = None if test_subjects is None else np.asarray(test_subjects, dtype=str)
     rows = []
     for name in names:
         members = strata == name
         estimates, _ = image_detection(val.labels.numpy(), np.asarray(val_out.scores), labels[members],
-                                       scores[members], settings, seed)
+                                       scores[members], settings, seed,
+                                       None if subjects is None else subjects[members])
         rows += [metric_row(method, e.metric, e.value, domain=f"{STRATUM_PREFIX}{name}", ci_low=e.ci_low,
                             ci_high=e.ci_high, n=e.n, note=e.note) for e in estimates]
     return rows
 
 
 def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings,
-               seed: int) -> list[dict]:
+               seed: int, test_subjects: list[str] | None = None) -> list[dict]:
     """Pixel AUROC/AP and best Dice; rows with a note when maps or masks are missing."""
     if test.masks is None or test_out.maps is None:
         missing = "ground-truth masks" if test.masks is None else "anomaly maps"
@@ -89,7 +93,7 @@ def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: Met
         return [metric_row(method, m, None, n=len(test), note=note)
                 for m in ("pixel_auroc", "pixel_ap", "best_dice")]
     estimates = pixel_detection(np.asarray(test_out.maps), test.masks.numpy(), test.brain.numpy(),
-                                test.labels.numpy(), settings, seed)
+                                test.labels.numpy(), settings, seed, groups=test_subjects)
     return _rows(method, estimates)
 
 

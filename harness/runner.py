@@ -200,6 +200,7 @@ class Runner:
         self.split_hash = ""
         self.sets: dict[str, ImageSet] = {}
         self.strata: dict[str, str] = {}  # image id -> acquisition stratum ("" when unknown)
+        self.subjects: dict[str, str] = {}  # image id -> subject (the id itself when unknown)
 
     # -------------------------------------------------------------- orchestration
     def execute(self, folder: RunFolder | None, info: dict[str, Any] | None) -> int:
@@ -284,6 +285,9 @@ class Runner:
         }
         self.info["notes"] = list(dict.fromkeys([*self.info["notes"], *source.notices]))
         self.strata = {r.id: r.stratum for r in source.records}
+        self.subjects = {r.id: r.subject for r in source.records}  # CIs resample subjects
+        several = len(set(self.subjects.values())) < len(self.subjects)
+        self.info["dataset"]["bootstrap_unit"] = "subject" if several else "image"
         timings["data"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -370,11 +374,12 @@ class Runner:
 
         t = time.perf_counter()
         settings = cfg.profile.metrics
-        rows, threshold = detection_rows(name, val, test, val_out, test_out, settings, cfg.seed)
+        subjects = [self.subjects[i] for i in test.ids]
+        rows, threshold = detection_rows(name, val, test, val_out, test_out, settings, cfg.seed, subjects)
         rows += stratum_rows(name, val, test, val_out, test_out, [self.strata.get(i, "") for i in test.ids],
-                             settings, cfg.seed)
+                             settings, cfg.seed, subjects)
         if "maps" in method.capabilities:
-            rows += pixel_rows(name, test, test_out, settings, cfg.seed)
+            rows += pixel_rows(name, test, test_out, settings, cfg.seed, subjects)
         entry["threshold"] = threshold
         selected = getattr(method, "selected", None)
         entry["selected"] = _jsonable(selected) if selected else None

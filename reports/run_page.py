@@ -187,7 +187,7 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         "split_counts": _split_counts(data), "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "eda_figures": [], "eda_blocks": [], "methods_table": None, "metric_notes": [], "failures": [],
-        "strata_table": None, "strata_notes": [],
+        "strata_table": None, "strata_notes": [], "bootstrap_unit": None,
         "generative": [], "curves": [], "curve_notes": [], "training": [], "grids": [],
     }
     packages = data.run.get("packages")
@@ -204,6 +204,8 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     index = MetricIndex(data.metrics)
     ctx["methods_table"], ctx["metric_notes"] = _methods_table(data, index)
     ctx["strata_table"], ctx["strata_notes"] = _strata_table(index)
+    dataset = data.run.get("dataset") if isinstance(data.run.get("dataset"), dict) else {}
+    ctx["bootstrap_unit"] = dataset.get("bootstrap_unit") if dataset.get("bootstrap_unit") in ("subject", "image") else None
     ctx["failures"] = _failures(data)
     ctx["generative"] = _generative(index)
     per_method = _scores_by_method(data)

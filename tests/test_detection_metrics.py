@@ -7,8 +7,9 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from harness.config import MetricSettings
-from harness.metrics.detection import (best_dice, choose_threshold, image_detection, pixel_detection,
-                                       rates_at_threshold, stratified_counts, weighted_auroc_ap)
+from harness.metrics.detection import (best_dice, bootstrap_counts, choose_threshold, image_detection,
+                                       pixel_detection, rates_at_threshold, stratified_counts,
+                                       weighted_auroc_ap)
 
 SETTINGS = MetricSettings(bootstrap=200, ci=0.95)
 
@@ -75,6 +76,36 @@ def test_stratified_counts_keep_class_sizes():
     strata = np.array([0] * 7 + [1] * 3)
     counts = stratified_counts(strata, 50, np.random.default_rng(0))
     assert (counts[:, :7].sum(axis=1) == 7).all() and (counts[:, 7:].sum(axis=1) == 3).all()
+
+
+def test_bootstrap_counts_resample_whole_subjects():
+    labels = np.array([1, 1, 0, 0, 0, 0, 1, 0, 0, 0])
+    subjects = np.array(["a", "a", "a", "b", "b", "c", "d", "d", "e", "e"])  # a, d hold tumor
+    counts = bootstrap_counts(labels, subjects, 300, np.random.default_rng(0))
+    for name in "abcde":
+        members = counts[:, subjects == name]
+        assert (members == members[:, :1]).all()  # a subject's slices enter and leave together
+    draws = {name: counts[:, np.flatnonzero(subjects == name)[0]] for name in "abcde"}
+    assert ((draws["a"] + draws["d"]) == 2).all() and ((draws["b"] + draws["c"] + draws["e"]) == 3).all()
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    singletons = np.arange(labels.size).astype(str)
+    assert np.array_equal(bootstrap_counts(labels, singletons, 50, rng_a), stratified_counts(labels, 50, rng_b))
+    assert np.array_equal(bootstrap_counts(labels, None, 50, rng_a), stratified_counts(labels, 50, rng_b))
+
+
+def test_subject_bootstrap_widens_the_interval_of_correlated_slices():
+    """Twelve subjects of twenty near-identical slices: the evidence is twelve subjects, not 240
+    images, and the subject-level interval says so."""
+    rng = np.random.default_rng(3)
+    subject_label = np.array([1] * 6 + [0] * 6)
+    subject_score = rng.normal(size=12) + 1.0 * subject_label
+    subjects = np.repeat(np.arange(12).astype(str), 20)
+    y = np.repeat(subject_label, 20)
+    s = np.repeat(subject_score, 20) + rng.normal(0, 0.05, 240)
+    per_image = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=0)[0])["auroc"]
+    per_subject = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=0, test_groups=subjects)[0])["auroc"]
+    assert per_subject.value == per_image.value
+    assert (per_subject.ci_high - per_subject.ci_low) > 2 * (per_image.ci_high - per_image.ci_low)
 
 
 def test_bootstrap_ci_is_seeded_and_contains_the_estimate():

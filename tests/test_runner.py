@@ -76,6 +76,7 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     assert info["schema_version"] == 1 and info["run_id"] == folder.name
     assert info["config"]["seed"] == 0 and info["profile"] == "smoke"
     assert info["dataset"]["n_images"] == 32 and info["dataset"]["has_masks"] is True
+    assert info["dataset"]["bootstrap_unit"] == "image"  # a folder names no subjects
     assert info["split"]["hash"] and (folder / "split.csv").is_file()
     assert (folder / "eda" / "eda.json").is_file() and (folder / "log.txt").read_text().strip()
     assert info["packages"]["torch"] == torch.__version__.split("+")[0] or info["packages"]["torch"]
@@ -258,6 +259,7 @@ def test_end_to_end_with_the_real_methods(real_run):
     run = load_run(real_run)
     info = run["run"]
     assert info["status"] == "complete" and info["dataset"]["name"] == "mni152-lesions"
+    assert info["dataset"]["bootstrap_unit"] == "subject"
     for name in ("resnet18", "intensity"):
         assert info["methods"][name]["status"] == "complete", info["methods"][name]["error"]
         rows = _rows(run)

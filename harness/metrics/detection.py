@@ -11,12 +11,14 @@ Conventions (documented because they change numbers):
   measured on **test** at that fixed threshold.
 * Bootstrap CIs resample positives and negatives separately (stratified, so every replicate
   has both classes), from ``np.random.default_rng(seed)``, and report percentile intervals.
+  When the images' subjects are known, whole subjects are resampled instead (stratified by
+  whether a subject has any tumor image), because slices of one subject are not independent.
   Replicates are evaluated as integer sample weights with an exact tie-aware formula that
   equals scikit-learn's with ``sample_weight`` (tested), so thousands of replicates stay fast.
 * Pixel metrics pool the pixels inside the brain mask of every test image (a no_tumor image
   contributes only negatives). Above ``max_pixels`` pixels a seeded uniform subsample is
-  used; the pixel CIs resample *images* (stratified by image label), not pixels, because
-  pixels of one image are not independent.
+  used; the pixel CIs resample *images* (or subjects, as above), not pixels, because pixels of
+  one image are not independent.
 * Best Dice is an oracle upper bound: the pooled Dice over tumor images of ``map >= t``
   (inside the brain) vs the mask, maximised over a grid of ``t`` at quantiles of the pooled
   in-brain map values of those images; the chosen ``t`` is reported.
@@ -34,7 +36,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from harness.config import MetricSettings
 
 __all__ = [
-    "Estimate", "choose_threshold", "rates_at_threshold", "stratified_counts",
+    "Estimate", "bootstrap_counts", "choose_threshold", "rates_at_threshold", "stratified_counts",
     "weighted_auroc_ap", "image_detection", "pixel_detection", "best_dice",
     "DEFAULT_MAX_PIXELS", "DICE_GRID_SIZE",
 ]
@@ -101,6 +103,28 @@ def stratified_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator)
     return flat.reshape(n_boot, strata.size)
 
 
+def bootstrap_counts(labels: np.ndarray, groups: Sequence[str] | np.ndarray | None, n_boot: int,
+                     rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, n) resampling counts for the CIs.
+
+    Without ``groups``, or when every sample is its own group, samples are resampled within their
+    label. With groups (subjects), whole groups are resampled, stratified by whether a group holds
+    any positive: slices of one subject are not independent, and resampling them one by one
+    would give intervals as if the test set held hundreds of patients instead of a dozen.
+    """
+    labels = np.asarray(labels).astype(int)
+    if groups is None:
+        return stratified_counts(labels, n_boot, rng)
+    names, member_of = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    if member_of.size != labels.size:
+        raise ValueError(f"{member_of.size} groups for {labels.size} samples")
+    if names.size == labels.size:
+        return stratified_counts(labels, n_boot, rng)
+    has_positive = np.zeros(names.size, dtype=int)
+    np.maximum.at(has_positive, member_of, labels)
+    return stratified_counts(has_positive, n_boot, rng)[:, member_of]
+
+
 def weighted_auroc_ap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                       unit: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """AUROC and AP of each row of ``weights``, exact with ties (as scikit-learn's with
@@ -146,9 +170,11 @@ def _interval(replicates: np.ndarray, ci: float) -> tuple[float | None, float | 
 
 def image_detection(val_labels: np.ndarray, val_scores: np.ndarray, test_labels: np.ndarray,
                     test_scores: np.ndarray, settings: MetricSettings, seed: int,
+                    test_groups: Sequence[str] | np.ndarray | None = None,
                     ) -> tuple[list[Estimate], float | None]:
     """Image-level metrics on test with the threshold from validation; returns the estimates
-    and the threshold (None when validation has one class)."""
+    and the threshold (None when validation has one class). ``test_groups`` (the subject of each
+    test image) makes the CIs resample subjects (:func:`bootstrap_counts`)."""
     y = np.asarray(test_labels).astype(int)
     s = np.asarray(test_scores, dtype=float)
     n = int(y.size)
@@ -165,7 +191,7 @@ def image_detection(val_labels: np.ndarray, val_scores: np.ndarray, test_labels:
                 ("auroc", "ap", "sensitivity", "specificity", "balanced_accuracy")] + [chance], threshold
 
     rng = np.random.default_rng(seed)
-    counts = stratified_counts(y, settings.bootstrap, rng) if settings.bootstrap > 0 else None
+    counts = bootstrap_counts(y, test_groups, settings.bootstrap, rng) if settings.bootstrap > 0 else None
     out = []
     point = {"auroc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s))}
     boot = dict(zip(("auroc", "ap"), weighted_auroc_ap(s, y, counts))) if counts is not None else {}
@@ -199,8 +225,10 @@ def _in_brain(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray):
 
 def pixel_detection(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray,
                     image_labels: Sequence[int] | np.ndarray, settings: MetricSettings, seed: int,
-                    max_pixels: int = DEFAULT_MAX_PIXELS) -> list[Estimate]:
-    """Pixel AUROC, pixel AP (CIs over images) and best Dice for (N, H, W) maps vs masks."""
+                    max_pixels: int = DEFAULT_MAX_PIXELS,
+                    groups: Sequence[str] | np.ndarray | None = None) -> list[Estimate]:
+    """Pixel AUROC, pixel AP (CIs over images, or over ``groups`` of images such as subjects)
+    and best Dice for (N, H, W) maps vs masks."""
     image_labels = np.asarray(image_labels).astype(int)
     maps = np.asarray(maps, dtype=float)
     if maps.shape[0] != image_labels.size:
@@ -230,7 +258,7 @@ def pixel_detection(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray,
              "pixel_ap": float(average_precision_score(truth, values))}
     boot: dict[str, np.ndarray] = {}
     if settings.bootstrap > 0:
-        counts = stratified_counts(image_labels, settings.bootstrap, rng)
+        counts = bootstrap_counts(image_labels, groups, settings.bootstrap, rng)
         boot = dict(zip(("pixel_auroc", "pixel_ap"), weighted_auroc_ap(values, truth, counts, unit=image)))
     out = []
     for metric, value in point.items():
