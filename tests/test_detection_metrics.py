@@ -105,6 +105,7 @@ def test_subject_bootstrap_widens_the_interval_of_correlated_slices():
     per_image = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=0)[0])["auroc"]
     per_subject = _by_metric(image_detection(y, s, y, s, SETTINGS, seed=0, test_groups=subjects)[0])["auroc"]
     assert per_subject.value == per_image.value
+    assert per_subject.note == "CI resamples 6 subjects with tumor images and 6 without" and per_image.note is None
     assert (per_subject.ci_high - per_subject.ci_low) > 2 * (per_image.ci_high - per_image.ci_low)
 
 

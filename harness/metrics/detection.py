@@ -37,6 +37,7 @@ from harness.config import MetricSettings
 
 __all__ = [
     "Estimate", "bootstrap_counts", "choose_threshold", "rates_at_threshold", "stratified_counts",
+    "subject_counts_note",
     "weighted_auroc_ap", "image_detection", "pixel_detection", "best_dice",
     "DEFAULT_MAX_PIXELS", "DICE_GRID_SIZE",
 ]
@@ -103,6 +104,22 @@ def stratified_counts(strata: np.ndarray, n_boot: int, rng: np.random.Generator)
     return flat.reshape(n_boot, strata.size)
 
 
+def _subjects(labels: np.ndarray, groups: Sequence[str] | np.ndarray | None,
+              ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(subject index of each sample, whether each subject has a positive), or None when there
+    are no groups or every sample is its own group."""
+    if groups is None:
+        return None
+    names, member_of = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    if member_of.size != labels.size:
+        raise ValueError(f"{member_of.size} groups for {labels.size} samples")
+    if names.size == labels.size:
+        return None
+    has_positive = np.zeros(names.size, dtype=int)
+    np.maximum.at(has_positive, member_of, labels)
+    return member_of, has_positive
+
+
 def bootstrap_counts(labels: np.ndarray, groups: Sequence[str] | np.ndarray | None, n_boot: int,
                      rng: np.random.Generator) -> np.ndarray:
     """(n_boot, n) resampling counts for the CIs.
@@ -113,16 +130,21 @@ def bootstrap_counts(labels: np.ndarray, groups: Sequence[str] | np.ndarray | No
     would give intervals as if the test set held hundreds of patients instead of a dozen.
     """
     labels = np.asarray(labels).astype(int)
-    if groups is None:
+    subjects = _subjects(labels, groups)
+    if subjects is None:
         return stratified_counts(labels, n_boot, rng)
-    names, member_of = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
-    if member_of.size != labels.size:
-        raise ValueError(f"{member_of.size} groups for {labels.size} samples")
-    if names.size == labels.size:
-        return stratified_counts(labels, n_boot, rng)
-    has_positive = np.zeros(names.size, dtype=int)
-    np.maximum.at(has_positive, member_of, labels)
+    member_of, has_positive = subjects
     return stratified_counts(has_positive, n_boot, rng)[:, member_of]
+
+
+def subject_counts_note(labels: np.ndarray, groups: Sequence[str] | np.ndarray | None) -> str | None:
+    """How many subjects a subject-level interval rests on (None when images are resampled):
+    with a handful of subjects a bootstrap interval is itself rough, and the reader should know."""
+    subjects = _subjects(np.asarray(labels).astype(int), groups)
+    if subjects is None:
+        return None
+    n_pos, n_all = int(subjects[1].sum()), int(subjects[1].size)
+    return f"CI resamples {n_pos} subjects with tumor images and {n_all - n_pos} without"
 
 
 def weighted_auroc_ap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
@@ -195,9 +217,10 @@ def image_detection(val_labels: np.ndarray, val_scores: np.ndarray, test_labels:
     out = []
     point = {"auroc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s))}
     boot = dict(zip(("auroc", "ap"), weighted_auroc_ap(s, y, counts))) if counts is not None else {}
+    subjects_note = subject_counts_note(y, test_groups) if counts is not None else None
     for metric, value in point.items():
         low, high = _interval(boot[metric], settings.ci) if boot else (None, None)
-        out.append(Estimate(metric, value, low, high, n))
+        out.append(Estimate(metric, value, low, high, n, subjects_note if metric == "auroc" else None))
     out.append(chance)
     if threshold is None:
         note = "not computed: validation has only one class, so no threshold"
