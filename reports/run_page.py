@@ -20,6 +20,9 @@ from reports.tables import (DASH, DETECTION, PIXEL, MetricIndex, fmt, fmt_ci, fm
 __all__ = ["SHOWS_RESULTS", "run_context", "identity_rows"]
 
 SHOWS_RESULTS = ("complete", "failed")  # "failed": some method failed; the others have results
+_AT_THRESHOLD = ("sensitivity", "specificity", "balanced_accuracy")
+_BOOTSTRAP_UNITS = {"subject": " (the bootstrap resamples whole subjects: slices of one subject are not independent)",
+                    "image": " (the bootstrap resamples images: the dataset names no subjects)"}
 DOMAINS = {"tumor": "Tumor", "no_tumor": "No tumor"}
 FEATURE_SPACES = ("mri-resnet18", "inception-v3")
 
@@ -83,7 +86,7 @@ def _methods_table(data: RunData, index: MetricIndex) -> tuple[MyST | None, list
         return None, []
     columns = list(DETECTION) + [c for c in PIXEL if index.has(c[0])]
     header = ["Method", "Status"] + [title for _, title in columns] + ["Threshold (from val)"]
-    rows, notes = [], []
+    rows, notes = [], defaultdict(list)  # (method, note) -> the metrics it explains
     for name in names:
         info = data.methods.get(name, {})
         status = info.get("status") if isinstance(info, dict) else None
@@ -94,11 +97,14 @@ def _methods_table(data: RunData, index: MetricIndex) -> tuple[MyST | None, list
             if metric == "ap" and (chance := index.get(name, "ap_chance")) and is_number(chance.get("value")):
                 text = MyST(f"{text} (chance {fmt(chance['value'])})")
             row.append(text)
-            if found is not None and found.get("note"):
-                notes.append(MyST(f"{escape_text(name)}, {escape_text(metric)}: {escape_text(found['note'])}"))
+            note = found.get("note") if found is not None else None
+            if note and not (metric in _AT_THRESHOLD and str(note).startswith("threshold=")):
+                notes[(name, str(note))].append(metric)  # the threshold has its own column
         row.append(fmt(info.get("threshold"), 4) if isinstance(info, dict) else DASH)
         rows.append(row)
-    return md_table(header, rows), notes
+    notes_md = [MyST(f"{escape_text(name)}, {escape_text(', '.join(metrics))}: {escape_text(note)}")
+                for (name, note), metrics in notes.items()]
+    return md_table(header, rows), notes_md
 
 
 def _strata_table(index: MetricIndex) -> tuple[MyST | None, list[MyST]]:
@@ -187,7 +193,7 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         "split_counts": _split_counts(data), "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "eda_figures": [], "eda_blocks": [], "methods_table": None, "metric_notes": [], "failures": [],
-        "strata_table": None, "strata_notes": [], "bootstrap_unit": None,
+        "strata_table": None, "strata_notes": [], "bootstrap_unit": MyST(""),
         "generative": [], "curves": [], "curve_notes": [], "training": [], "grids": [],
     }
     packages = data.run.get("packages")
@@ -205,7 +211,7 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     ctx["methods_table"], ctx["metric_notes"] = _methods_table(data, index)
     ctx["strata_table"], ctx["strata_notes"] = _strata_table(index)
     dataset = data.run.get("dataset") if isinstance(data.run.get("dataset"), dict) else {}
-    ctx["bootstrap_unit"] = dataset.get("bootstrap_unit") if dataset.get("bootstrap_unit") in ("subject", "image") else None
+    ctx["bootstrap_unit"] = MyST(_BOOTSTRAP_UNITS.get(dataset.get("bootstrap_unit"), ""))
     ctx["failures"] = _failures(data)
     ctx["generative"] = _generative(index)
     per_method = _scores_by_method(data)

@@ -48,7 +48,7 @@ def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, c
         "git_commit": "abc123+dirty", "command": "python -m harness run --all", "profile": "smoke", "seed": seed,
         "device": "cpu", "config": {"seed": seed}, "packages": {"python": "3.11.7", "torch": "2.14.1"},
         "dataset": {"name": "mni152-lesions", "root": "/data/[my]_*root*", "fingerprint": "f00d", "n_images": 80,
-                    "n_skipped": 1, "has_masks": True},
+                    "n_skipped": 1, "has_masks": True, "bootstrap_unit": "subject"},
         "split": {"hash": "5p1i7", "manifest": "split.csv",
                   "counts": {"train": {"tumor": 24, "no_tumor": 24}, "val": {"tumor": 8, "no_tumor": 8},
                              "test": {"tumor": 8, "no_tumor": 8}},
@@ -67,8 +67,9 @@ def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, c
                            for i, (l, s) in enumerate(zip(labels, scores))]
         auroc = float(0.5 + 0.15 * d)
         rows += [{"method": method, "split": "test", "domain": "all", "metric": m, "feature_space": None, "n": 40,
-                  **_ci(v, 0.05)} for m, v in (("auroc", auroc), ("ap", auroc - 0.02), ("sensitivity", 0.8),
-                                              ("specificity", 0.7), ("balanced_accuracy", 0.75))]
+                  **_ci(v, 0.05), "note": "threshold=0.5" if m in ("sensitivity", "specificity") else None}
+                 for m, v in (("auroc", auroc), ("ap", auroc - 0.02), ("sensitivity", 0.8),
+                              ("specificity", 0.7), ("balanced_accuracy", 0.75))]
         rows.append({"method": method, "split": "test", "domain": "all", "metric": "ap_chance", "feature_space": None,
                      "value": 0.5, "std": None, "ci_low": None, "ci_high": None, "n": 40, "note": None})
     for stratum, auroc, note in (("FLAIR", 0.99, None), ("T1", None, "not computed: only one class in test")):
@@ -170,6 +171,8 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     assert "Pixel AUROC" in page and "Best Dice" in page
     assert r"IS \(mean ± std\)" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
     assert "Inception weights missing" in page
+    assert "resamples whole subjects" in page
+    assert "threshold=0.5" not in page  # the threshold has its own column, not a note per rate
     assert "### By stratum" in page and "0.990 [0.950, 1.030]" in page  # intensity on FLAIR
     assert "intensity, T1: not computed: only one class in test" in page
     assert page.index("### By stratum") < page.index("roc.png")
