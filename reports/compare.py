@@ -81,7 +81,8 @@ def _identity(a: RunData, b: RunData) -> MyST:
     fields = [("Run", ("run_id",)), ("Status", ("status",)), ("Harness version", ("harness_version",)),
               ("Git commit", ("git_commit",)), ("Created", ("created",)), ("Profile", ("profile",)),
               ("Seed", ("seed",)), ("Device", ("device",)), ("Dataset", ("dataset", "name")),
-              ("Dataset fingerprint", ("dataset", "fingerprint")), ("Split hash", ("split", "hash"))]
+              ("Dataset fingerprint", ("dataset", "fingerprint")), ("Split hash", ("split", "hash")),
+              ("CIs resample", ("dataset", "bootstrap_unit"))]
     rows = []
     for title, path in fields:
         va, vb = get(a, *path), get(b, *path)

@@ -45,7 +45,7 @@ def identity_rows(data: RunData) -> list[list[Any]]:
         ["Dataset fingerprint", dataset.get("fingerprint")], ["Images", dataset.get("n_images")],
         ["Skipped files", dataset.get("n_skipped")],
         ["Lesion masks", None if dataset.get("has_masks") is None else ("yes" if dataset["has_masks"] else "no")],
-        ["Split hash", split.get("hash")],
+        ["Split hash", split.get("hash")], ["CIs resample", dataset.get("bootstrap_unit")],
         ["Duplicate groups", split.get("n_duplicate_groups")],
         ["Cross-label duplicates", split.get("n_cross_label_duplicates")],
     ]
