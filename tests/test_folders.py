@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from PIL import Image
 from data_factory import brain_slice, make_training_testing, make_yes_no, save
 from harness.data import imageio
 from harness.data.folders import FolderDataset, label_of
-from harness.data.imageio import DecodeError, decode_bytes, decode_file, dicom_available
+from harness.data.imageio import DecodeError, decode_bytes, decode_file
 from harness.data.types import DatasetError
 
 os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
@@ -155,12 +156,59 @@ def test_only_one_label(tmp_path: Path) -> None:
         scan(root)
 
 
-def test_dicom_without_pydicom_is_skipped(tmp_path: Path) -> None:
-    if dicom_available():
-        pytest.skip("pydicom is installed")
+def test_dicom_without_pydicom_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pydicom", None)  # as if it were not installed
     root = make_yes_no(tmp_path / "dcm", n=2)
     (root / "yes" / "scan.dcm").write_bytes(b"\x00" * 200)
     assert skipped(scan(root))["yes/scan.dcm"].startswith("pydicom not installed")
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope: float = 1.0,
+                intercept: float = 0.0) -> Path:
+    """A minimal, valid MR DICOM file of uint16 ``pixels`` ((H, W) or (frames, H, W)), written
+    with pydicom as a scanner export would be."""
+    pydicom = pytest.importorskip("pydicom")
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = MRImageStorage, meta.MediaStorageSOPInstanceUID, "MR"
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    if pixels.ndim == 3:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dicom_slices_decode_with_rescale_and_photometry(tmp_path: Path) -> None:
+    pixels = brain_slice(7, 48, 40).astype(np.uint16) * 16  # 12-bit values, as MR stores them
+    expected = (pixels - pixels.min()) / (pixels.max() - pixels.min())
+    plain = decode_file(write_dicom(tmp_path / "a.dcm", pixels, slope=2.0, intercept=-100.0))
+    np.testing.assert_allclose(plain.image, expected, atol=1e-6)  # a linear rescale min-maxes away
+    assert plain.meta["format"] == "DICOM" and (plain.meta["width"], plain.meta["height"]) == (40, 48)
+    inverted = decode_file(write_dicom(tmp_path / "b.dcm", pixels, photometric="MONOCHROME1"))
+    np.testing.assert_allclose(inverted.image, 1.0 - expected, atol=1e-6)
+    frames = np.stack([pixels // 4, pixels, pixels // 2])
+    np.testing.assert_allclose(decode_file(write_dicom(tmp_path / "c.dcm", frames)).image, expected, atol=1e-6)
+
+
+def test_dicom_folder_scans_and_corrupt_dicom_is_skipped(tmp_path: Path) -> None:
+    root = make_yes_no(tmp_path / "dcm", n=2)
+    write_dicom(root / "yes" / "scan.dcm", brain_slice(3, tumor=True).astype(np.uint16) * 16)
+    (root / "no" / "broken.dcm").write_bytes(b"DICM" + b"\x01" * 300)
+    ds = scan(root)
+    assert "yes/scan.dcm" in {r.id for r in ds.records}
+    assert skipped(ds)["no/broken.dcm"].startswith("corrupt or unsupported DICOM")
 
 
 # -- decoding --------------------------------------------------------------------------------
