@@ -297,6 +297,7 @@ def test_cli_out_set_and_config(tmp_path: Path, capsys: pytest.CaptureFixture) -
     root = str(make_yes_no(tmp_path / "cli", n=6))
     code, out, _ = cli_main(capsys, "--data", root)
     assert code == 0 and "duplicate groups: 0" in out and "skipped files: 0" in out
+    assert "subjects" not in out  # every image is its own subject: no subject table
     manifest = tmp_path / "m.csv"
     code, out2, _ = cli_main(capsys, "--data", root, "--out", str(manifest), "--set", "split.val=0.3")
     assert code == 0 and hashlib.sha256(manifest.read_bytes()).hexdigest()[:16] == hash_line(out2)
@@ -332,6 +333,13 @@ def test_cli_embedded_smoke_is_reproducible() -> None:
     assert first.returncode == 0, first.stderr
     assert "mni152-lesions" in first.stdout
     assert hash_line(first.stdout) == hash_line(second.stdout)
+    # subjects per split, with and without tumor, and per sequence (the cohort's strata)
+    lines = first.stdout.splitlines()
+    header = next(ln for ln in lines if ln.startswith("subjects"))
+    assert header.split()[-3:] == ["FLAIR", "T1", "T2"]
+    rows = {ln.split()[0]: [int(v) for v in ln.split()[1:]] for ln in lines[lines.index(header) + 1:][:3]}
+    assert set(rows) == set(SPLITS) and sum(r[0] + r[1] for r in rows.values()) == 12  # smoke: 12 subjects
+    assert all(r[0] + r[1] == sum(r[2:]) for r in rows.values())
 
 
 @pytest.mark.slow

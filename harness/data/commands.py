@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.api import TUMOR
 from harness.config import Profile, apply_overrides, get_profile, load_toml_overrides, parse_set_option
 from harness.data.sources import open_dataset
 from harness.data.splits import SPLITS, Split, make_split
@@ -42,6 +43,7 @@ def splits_command(args: argparse.Namespace) -> int:
     for s in SPLITS:
         row = counts[s]
         print(f"{s:<8}" + "".join(f"{row[label]:>10}" for label in labels) + f"{sum(row.values()):>10}")
+    _print_subjects_and_strata(source, split)
     print(f"duplicate groups: {len(split.duplicate_groups)} "
           f"({sum(len(g) for g in split.duplicate_groups)} images)")
     print(f"cross-label duplicate groups: {len(split.cross_label_duplicates)} "
@@ -53,6 +55,24 @@ def splits_command(args: argparse.Namespace) -> int:
         print(f"manifest: {split.write_manifest(args.out)}")
     print(f"split hash: {split.hash}")
     return 0
+
+
+def _print_subjects_and_strata(source: DataSource, split: Split) -> None:
+    """Subjects per split (what the CIs and model selection really rest on) and, where images
+    carry one, the acquisition stratum mix per split (subjects per stratum)."""
+    manifest = split.manifest
+    if manifest["subject"].nunique() == len(manifest):
+        return  # every image is its own subject: the image counts above say it all
+    has_tumor = manifest.groupby("subject")["label"].agg(lambda labels: bool((labels == TUMOR).any()))
+    subjects = manifest.drop_duplicates("subject").assign(has_tumor=lambda m: m["subject"].map(has_tumor))
+    strata = {r.id: r.stratum for r in source.records}
+    subjects["stratum"] = subjects["path"].map(strata).fillna("")
+    names = sorted(set(subjects["stratum"]) - {""})
+    print(f"{'subjects':<8}{'with tumor':>12}{'without':>10}" + "".join(f"{n:>8}" for n in names))
+    for s in SPLITS:
+        rows = subjects[subjects["split"] == s]
+        per_stratum = "".join(f"{int((rows['stratum'] == n).sum()):>8}" for n in names)
+        print(f"{s:<8}{int(rows['has_tumor'].sum()):>12}{int((~rows['has_tumor']).sum()):>10}{per_stratum}")
 
 
 def eda_command(args: argparse.Namespace) -> int:
