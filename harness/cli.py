@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(run)
     run.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
     run.add_argument("--output", default="runs", metavar="DIR", help="where run folders go (default runs/)")
+    run.add_argument("--seeds", type=int, nargs="+", metavar="N", default=None,
+                     help="one run per seed (instead of --seed), then the mean, sd and range across them")
     run.add_argument("--resume", metavar="RUN_ID", default=None, help="continue an interrupted run")
     run.add_argument("--inception-weights", metavar="PATH", default=None,
                      help="torch-fidelity Inception-v3 weights file (else the torch hub cache)")

@@ -36,6 +36,7 @@ from harness.config import (CohortSettings, CycleGANSettings, MetricSettings, Pr
 from harness.evaluate import (check_output, detection_rows, example_arrays, pixel_rows, score_frame,
                               stratum_rows, translate_test)
 from harness.models import file_sha256
+from harness.seed_summary import format_spread, spread
 from harness.mri_reference import MRI_METHOD, cache_root, dedicated_checkpoint
 from harness.registry import METHODS
 from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now
@@ -134,6 +135,8 @@ def run_command(args: argparse.Namespace) -> int:
     from harness.cli import build_parser
 
     defaults = build_parser().parse_args(["run"])
+    if args.seeds:
+        return _run_seeds(args, defaults)
     if args.resume:
         folder = RunFolder.open(args.output, args.resume)
         info = folder.read_run()
@@ -145,6 +148,41 @@ def run_command(args: argparse.Namespace) -> int:
         folder, info = None, None
     runner = Runner(config, DataLayer.default(), progress=not args.no_progress)
     return runner.execute(folder, info)
+
+
+def _run_seeds(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
+    """One new run per seed of ``--seeds``, then the spread across them; exit 1 if any failed."""
+    if args.resume:
+        raise ValueError("--seeds starts new runs; continue an interrupted one with --resume RUN_ID alone")
+    if args.seed != defaults.seed:
+        raise ValueError("give either --seed N or --seeds N [N ...], not both")
+    if not args.all and not args.method:
+        raise ValueError("choose the methods: --all or --method NAME (see `python -m harness list`)")
+    methods = _selected_methods(args)
+    finished, status = [], 0
+    for seed in dict.fromkeys(args.seeds):
+        config = _config_from_args(argparse.Namespace(**{**vars(args), "seed": seed}), methods)
+        runner = Runner(config, DataLayer.default(), progress=not args.no_progress)
+        status = max(status, runner.execute(None, None))
+        finished.append((runner.info, runner.metrics))
+    print(seed_spread_table(finished))
+    return status
+
+
+def seed_spread_table(runs: list[tuple[dict[str, Any], list[dict]]]) -> str:
+    """Plain-text table of each method's test AUROC and AP over the complete runs' seeds."""
+    complete = [(info, rows) for info, rows in runs if info.get("status") == "complete"]
+    items = spread(complete)
+    if not items:
+        return "across seeds: no complete runs to summarise"
+    lines = [["method", "metric", "seeds", "mean ± sd (min-max)", "per seed"]]
+    for item in items:
+        lines.append([item.method, item.metric, ",".join(map(str, item.seeds)), format_spread(item),
+                      " ".join(f"{v:.3f}" for v in item.values)])
+    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(["across seeds (test split):", fmt.format(*lines[0]),
+                      fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines[1:])])
 
 
 @contextmanager

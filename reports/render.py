@@ -17,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from harness.seed_summary import format_spread, seed_groups, spread
 from reports.escape import MyST, escape_text, slug
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
 from reports.run_page import SHOWS_RESULTS, run_context
@@ -137,6 +138,24 @@ def _index_table(runs: list[RunData]) -> MyST:
     return md_table(header, rows)
 
 
+def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
+    """For each set of complete runs that differ only in their seed: the spread of every
+    method's test AUROC and AP over the seeds, with links to the runs."""
+    tables = []
+    groups = seed_groups((data.run, data.metrics) for data in runs)
+    for group in sorted(groups.values(), key=lambda g: str(g[-1][0].get("created") or ""), reverse=True):
+        first = group[0][0]
+        dataset = first.get("dataset") if isinstance(first.get("dataset"), dict) else {}
+        commit = str(first.get("git_commit") or "no commit")[:12]
+        title = f"{first.get('profile')} profile, {dataset.get('name')}, harness {first.get('harness_version')} ({commit})"
+        rows = [[MyST(f"**{escape_text(item.method)}**"), item.metric.upper(), ", ".join(map(str, item.seeds)),
+                 MyST(escape_text(format_spread(item)))] for item in spread(group)]
+        links = [MyST(f"[{escape_text(info['run_id'])}]({slug(str(info['run_id']))}.md)") for info, _ in group]
+        tables.append({"title": escape_text(title), "runs": MyST(", ".join(links)),
+                       "table": md_table(["Method", "Metric", "Seeds", "Mean ± sd (min-max)"], rows)})
+    return tables
+
+
 def ensure_index(out: Path, runs: list[RunData] | None = None,
                  unreadable: list[tuple[str, str]] | None = None, runs_dir: str = "runs") -> bool:
     """Write ``out/index.md`` (the runs side by side, or how to make a first run)."""
@@ -146,7 +165,8 @@ def ensure_index(out: Path, runs: list[RunData] | None = None,
                       and not p.stem.startswith("compare-") and page_stamp(p) is not None), reverse=True)
     compares = sorted(p.stem for p in out.glob("compare-*.md"))
     text = environment().get_template("index.md.j2").render(
-        table=_index_table(runs) if runs else None, pages=[slug(d.run_id) for d in runs],
+        table=_index_table(runs) if runs else None, seed_tables=_seed_tables(runs),
+        pages=[slug(d.run_id) for d in runs],
         orphans=orphans, compares=compares, runs_dir=runs_dir,
         unreadable=[(escape_text(f), escape_text(r)) for f, r in unreadable or []],
         incomplete=MyST(", ".join(escape_text(d.run_id) for d in runs if d.status not in SHOWS_RESULTS)))

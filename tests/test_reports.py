@@ -198,6 +198,22 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     assert "could not be read" in index and "20260104-broken" in index
 
 
+def test_index_summarises_runs_that_differ_only_in_seed(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "20260101-100000-aaaaaaaa", seed=0, created="2026-01-01T10:00:00+00:00")
+    make_run(runs, "20260102-100000-bbbbbbbb", seed=1, created="2026-01-02T10:00:00+00:00")
+    assert report_command(_args(runs=str(runs), out=str(out))) == 0
+    index = (out / "index.md").read_text()
+    assert "## Across seeds" in index
+    section = index[index.index("## Across seeds"):]
+    assert "[20260101-100000-aaaaaaaa](20260101-100000-aaaaaaaa.md)" in section
+    (row,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | AUROC")]
+    assert r"| 0, 1 | 0.800 ± 0.000 \(0.800-0.800\) |" in row
+    make_run(runs, "20260103-100000-cccccccc", seed=2, created="2026-01-03T10:00:00+00:00", status="failed")
+    assert report_command(_args(runs=str(runs), out=str(out))) == 0
+    assert "| 0, 1 |" in (out / "index.md").read_text()  # a failed run is not a seed of the set
+
+
 def test_second_render_rewrites_nothing(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "reports"
     make_run(runs, "r1")

@@ -195,6 +195,22 @@ def test_usage_errors_exit_2(dataset, tmp_path, capsys):
                  "--profile", "smoke", "--output", str(tmp_path / "runs")]) == 2
 
 
+def test_seeds_make_one_run_each_and_print_the_spread(dataset, tmp_path, fast_eda, capsys):
+    out = tmp_path / "runs"
+    code, _ = _run(dataset, out, "toy-mean", extra=("--seeds", "0", "1", "2"))
+    assert code == 0
+    runs = [load_run(folder) for folder in sorted(out.iterdir())]
+    assert sorted(r["run"]["seed"] for r in runs) == [0, 1, 2]
+    aurocs = [_rows(r)[("toy-mean", "auroc")]["value"] for r in sorted(runs, key=lambda r: r["run"]["seed"])]
+    printed = capsys.readouterr().out
+    (line,) = [ln for ln in printed.splitlines() if ln.startswith("toy-mean") and " auroc " in ln]
+    assert f"{np.mean(aurocs):.3f} ± {np.std(aurocs, ddof=1):.3f}" in line
+    assert line.split()[-3:] == [f"{v:.3f}" for v in aurocs]
+    assert main(["run", "--method", "toy-mean", "--seeds", "0", "1", "--seed", "3", "--output", str(out)]) == 2
+    assert main(["run", "--seeds", "0", "1", "--resume", runs[0]["run"]["run_id"], "--output", str(out)]) == 2
+    assert "--seeds" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_killed_process_leaves_a_resumable_run(dataset, tmp_path, fast_eda):
     """SIGTERM to a real ``python -m harness run`` process: run.json says interrupted, and

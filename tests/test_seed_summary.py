@@ -1,0 +1,46 @@
+"""Across-seed summaries: which runs are grouped, and the numbers shown for them."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from harness.seed_summary import format_spread, group_key, seed_groups, spread
+
+
+def run(seed: int, auroc: float, *, commit: str = "abc", epochs: int = 18, status: str = "complete",
+        created: str = "2026-01-01T00:00:00") -> tuple[dict, list[dict]]:
+    info = {"status": status, "seed": seed, "created": created, "harness_version": "0.1.0", "git_commit": commit,
+            "config": {"seed": seed, "output": f"out{seed}", "profile": {"resnet18": {"epochs": epochs}}}}
+    rows = [{"method": "resnet18", "split": "test", "domain": "all", "metric": "auroc", "value": auroc},
+            {"method": "resnet18", "split": "test", "domain": "stratum:T1", "metric": "auroc", "value": 0.1},
+            {"method": "resnet18", "split": "test", "domain": "all", "metric": "ap", "value": auroc - 0.01}]
+    return info, rows
+
+
+def test_only_runs_that_differ_in_seed_alone_are_grouped():
+    runs = [run(0, 0.90), run(1, 0.94), run(2, 0.92, status="failed"), run(0, 0.80, commit="def"),
+            run(0, 0.70, epochs=12), run(1, 0.71, epochs=12)]
+    groups = seed_groups(runs)
+    assert len(groups) == 2  # commit "def" has one seed only; the failed run does not count
+    assert group_key(runs[0][0]) == group_key(runs[1][0]) != group_key(runs[3][0]) != group_key(runs[4][0])
+    main = groups[group_key(runs[0][0])]
+    assert [info["seed"] for info, _ in main] == [0, 1]
+
+
+def test_a_rerun_seed_counts_once_with_its_latest_result():
+    runs = [run(0, 0.90), run(1, 0.94), run(1, 0.96, created="2026-02-01T00:00:00")]
+    (group,) = seed_groups(runs).values()
+    (auroc, ap) = spread(group)
+    assert auroc.metric == "auroc" and auroc.values == (0.90, 0.96) and ap.metric == "ap"
+
+
+def test_spread_is_the_mean_sd_and_range_of_the_overall_rows():
+    (auroc, _) = spread([run(0, 0.90), run(1, 0.94), run(2, 0.95)])
+    assert auroc.seeds == (0, 1, 2) and auroc.values == (0.90, 0.94, 0.95)  # stratum rows ignored
+    assert auroc.mean == pytest.approx(statistics.fmean([0.90, 0.94, 0.95]))
+    assert auroc.sd == pytest.approx(statistics.stdev([0.90, 0.94, 0.95]))
+    assert format_spread(auroc) == f"0.930 ± {statistics.stdev([0.90, 0.94, 0.95]):.3f} (0.900-0.950)"
+    (single, _) = spread([run(3, 0.91)])
+    assert single.sd is None and format_spread(single) == "0.910"
