@@ -55,7 +55,7 @@ class ResNetSettings:
     patience: int = 6
     # train on simulated acquisition differences too (bias field, resolution, ghosting)
     acquisition_augment: bool = True
-    # bf16 autocast when training on CPU: 1.6x (128 px) and 2.0x (224 px) images/s on a 2-core CPU
+    # bf16 autocast when training on CPU: 1.7x images/s at 128 and 224 px on a 2-core CPU
     # with P(tumor) within 5e-4 of fp32 (benchmarks/bench_train.py); GPU precision follows --amp
     cpu_bf16: bool = True
 
