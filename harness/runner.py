@@ -36,11 +36,11 @@ from harness.config import (CohortSettings, CycleGANSettings, MetricSettings, Pr
 from harness.evaluate import (check_output, detection_rows, example_arrays, pixel_rows, score_frame,
                               stratum_rows, translate_test)
 from harness.models import file_sha256
-from harness.seed_summary import format_spread, spread
 from harness.mri_reference import MRI_METHOD, cache_root, dedicated_checkpoint
 from harness.registry import METHODS
 from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now
 from harness.run_env import capture_environment
+from harness.seed_summary import format_spread, spread
 from harness.training import choose_device, seed_everything
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
