@@ -340,6 +340,7 @@ class Runner:
         self.split_hash = split.hash
         self.info["split"] = {
             "hash": split.hash, "manifest": "split.csv", "counts": split.counts(),
+            "subjects": split.subject_counts(self.strata),
             "n_duplicate_groups": len(split.duplicate_groups),
             "n_cross_label_duplicates": len(split.cross_label_duplicates),
         }

@@ -79,6 +79,20 @@ def _split_counts(data: RunData) -> MyST | None:
                                                   for k in labels] for name, per_label in counts.items()])
 
 
+def _subject_counts(data: RunData) -> MyST | None:
+    """Subjects per split (with a tumor slice, without) and per stratum, when the run names them."""
+    split = data.run.get("split") if isinstance(data.run.get("split"), dict) else {}
+    counts = split.get("subjects")
+    if not isinstance(counts, dict) or not counts or not all(isinstance(v, dict) for v in counts.values()):
+        return None
+    names: list[str] = []
+    for row in counts.values():
+        names += [n for n in (row.get("strata") or {}) if n not in names]
+    rows = [[name, row.get("with_tumor"), row.get("without")] + [(row.get("strata") or {}).get(n) for n in names]
+            for name, row in counts.items()]
+    return md_table(["split", "with tumor", "without"] + names, rows)
+
+
 def _methods_table(data: RunData, index: MetricIndex) -> tuple[MyST | None, list[MyST]]:
     """Detection metrics per method (test split, 95% CIs) and the notes of unavailable values."""
     names = list(dict.fromkeys(list(data.methods) + index.methods()))
@@ -190,7 +204,7 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     ctx: dict[str, Any] = {
         "run_id": escape_text(data.run_id), "status": data.status, "shows_results": shows,
         "identity": md_table(["", ""], identity_rows(data)), "timings": _timings(data),
-        "split_counts": _split_counts(data), "notes": [escape_text(n) for n in data.run.get("notes") or []],
+        "split_counts": _split_counts(data), "subject_counts": _subject_counts(data), "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "eda_figures": [], "eda_blocks": [], "methods_table": None, "metric_notes": [], "failures": [],
         "strata_table": None, "strata_notes": [], "bootstrap_unit": MyST(""),

@@ -52,6 +52,8 @@ def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, c
         "split": {"hash": "5p1i7", "manifest": "split.csv",
                   "counts": {"train": {"tumor": 24, "no_tumor": 24}, "val": {"tumor": 8, "no_tumor": 8},
                              "test": {"tumor": 8, "no_tumor": 8}},
+                  "subjects": {s: {"with_tumor": 3, "without": 2, "strata": {"T1": 2, "T2": 3}}
+                               for s in ("train", "val", "test")},
                   "n_duplicate_groups": 0, "n_cross_label_duplicates": 0},
         "methods": methods, "timings": {"data": 3.2, "split": 0.4, "eda": 2.0, "total": 100.0},
         "notes": ["Inception weights missing: Inception-v3 rows have no values"],
@@ -172,6 +174,7 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     assert r"IS \(mean ± std\)" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
     assert "Inception weights missing" in page
     assert "resamples whole subjects" in page
+    assert "| split | with tumor | without | T1 | T2 |" in page and "| test | 3 | 2 | 2 | 3 |" in page
     assert "threshold=0.5" not in page  # the threshold has its own column, not a note per rate
     assert "### By stratum" in page and "0.990 [0.950, 1.030]" in page  # intensity on FLAIR
     assert "intensity, T1: not computed: only one class in test" in page

@@ -77,6 +77,7 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     assert info["config"]["seed"] == 0 and info["profile"] == "smoke"
     assert info["dataset"]["n_images"] == 32 and info["dataset"]["has_masks"] is True
     assert info["dataset"]["bootstrap_unit"] == "image"  # a folder names no subjects
+    assert info["split"]["subjects"] is None
     assert info["split"]["hash"] and (folder / "split.csv").is_file()
     assert (folder / "eda" / "eda.json").is_file() and (folder / "log.txt").read_text().strip()
     assert info["packages"]["torch"] == torch.__version__.split("+")[0] or info["packages"]["torch"]
@@ -276,6 +277,9 @@ def test_end_to_end_with_the_real_methods(real_run):
     info = run["run"]
     assert info["status"] == "complete" and info["dataset"]["name"] == "mni152-lesions"
     assert info["dataset"]["bootstrap_unit"] == "subject"
+    subjects = info["split"]["subjects"]  # smoke cohort: 12 subjects, each with one sequence
+    assert sum(v["with_tumor"] + v["without"] for v in subjects.values()) == 12
+    assert all(sum(v["strata"].values()) == v["with_tumor"] + v["without"] for v in subjects.values())
     for name in ("resnet18", "intensity"):
         assert info["methods"][name]["status"] == "complete", info["methods"][name]["error"]
         rows = _rows(run)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.api import TUMOR
 from harness.config import Profile, apply_overrides, get_profile, load_toml_overrides, parse_set_option
 from harness.data.sources import open_dataset
 from harness.data.splits import SPLITS, Split, make_split
@@ -60,19 +59,14 @@ def splits_command(args: argparse.Namespace) -> int:
 def _print_subjects_and_strata(source: DataSource, split: Split) -> None:
     """Subjects per split (what the CIs and model selection really rest on) and, where images
     carry one, the acquisition stratum mix per split (subjects per stratum)."""
-    manifest = split.manifest
-    if manifest["subject"].nunique() == len(manifest):
+    counts = split.subject_counts({r.id: r.stratum for r in source.records})
+    if counts is None:
         return  # every image is its own subject: the image counts above say it all
-    has_tumor = manifest.groupby("subject")["label"].agg(lambda labels: bool((labels == TUMOR).any()))
-    subjects = manifest.drop_duplicates("subject").assign(has_tumor=lambda m: m["subject"].map(has_tumor))
-    strata = {r.id: r.stratum for r in source.records}
-    subjects["stratum"] = subjects["path"].map(strata).fillna("")
-    names = sorted(set(subjects["stratum"]) - {""})
+    names = list(counts["train"].get("strata", {}))
     print(f"{'subjects':<8}{'with tumor':>12}{'without':>10}" + "".join(f"{n:>8}" for n in names))
-    for s in SPLITS:
-        rows = subjects[subjects["split"] == s]
-        per_stratum = "".join(f"{int((rows['stratum'] == n).sum()):>8}" for n in names)
-        print(f"{s:<8}{int(rows['has_tumor'].sum()):>12}{int((~rows['has_tumor']).sum()):>10}{per_stratum}")
+    for s, row in counts.items():
+        per_stratum = "".join(f"{row['strata'][n]:>8}" for n in names)
+        print(f"{s:<8}{row['with_tumor']:>12}{row['without']:>10}{per_stratum}")
 
 
 def eda_command(args: argparse.Namespace) -> int:

@@ -35,13 +35,14 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from harness.api import LABELS
+from harness.api import LABELS, TUMOR
 from harness.config import SplitSettings
 from harness.data.types import DatasetError, DataSource, Record
 
@@ -71,6 +72,26 @@ class Split:
         out = {s: {label: 0 for label in LABELS} for s in SPLITS}
         for (s, label), n in self.manifest.groupby(["split", "label"]).size().items():
             out[s][label] = int(n)
+        return out
+
+    def subject_counts(self, strata: dict[str, str] | None = None) -> dict[str, dict[str, Any]] | None:
+        """Subjects per split: ``with_tumor``, ``without`` and, when ``strata`` (image id ->
+        stratum) names any, ``strata`` (subjects per stratum). None when every image is its own
+        subject, since the image counts then say the same."""
+        manifest = self.manifest
+        if manifest["subject"].nunique() == len(manifest):
+            return None
+        has_tumor = manifest.groupby("subject")["label"].agg(lambda labels: bool((labels == TUMOR).any()))
+        subjects = manifest.drop_duplicates("subject")
+        tumor = subjects["subject"].map(has_tumor).astype(bool)
+        stratum = subjects["path"].map(strata or {}).fillna("")
+        names = sorted(set(stratum) - {""})
+        out: dict[str, dict[str, Any]] = {}
+        for s in SPLITS:
+            here = (subjects["split"] == s).to_numpy()
+            out[s] = {"with_tumor": int((here & tumor).sum()), "without": int((here & ~tumor).sum())}
+            if names:
+                out[s]["strata"] = {n: int((here & (stratum == n).to_numpy()).sum()) for n in names}
         return out
 
     def ids(self, split_name: str) -> list[str]:
