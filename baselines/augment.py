@@ -75,7 +75,7 @@ def augment_batch(x: torch.Tensor, g: torch.Generator,
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     out = out.clamp(0.0, 1.0) * _bias_field(bias_coeffs, x.shape[-2], x.shape[-1]).to(x.device, x.dtype)
-    out = _acquire(out, blur_sigma, ghost_rows_factor(x.shape[-2], ghosted, ghost_period, ghost_attenuation))
+    out = _acquire(out, blur_sigma, _ghost_rows(x.shape[-2], ghosted, ghost_period, ghost_attenuation))
 
     gamma = torch.exp(log_gamma).to(x.device, x.dtype).view(n, 1, 1, 1)
     out = out.clamp(0.0, 1.0).pow(gamma)
@@ -95,7 +95,7 @@ def _bias_field(coeffs: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.exp(log_field - log_field.amax(dim=(1, 2), keepdim=True)).unsqueeze(1)
 
 
-def ghost_rows_factor(h: int, ghosted: torch.Tensor, period: torch.Tensor,
+def _ghost_rows(h: int, ghosted: torch.Tensor, period: torch.Tensor,
                       attenuation: torch.Tensor) -> torch.Tensor:
     """(N, H) k-space row weights: every ``period``-th phase-encode line (the centre line kept)
     scaled by ``attenuation`` where ``ghosted``, 1 elsewhere. Uneven lines give ghosts at H/period."""
