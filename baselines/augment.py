@@ -95,8 +95,7 @@ def _bias_field(coeffs: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return torch.exp(log_field - log_field.amax(dim=(1, 2), keepdim=True)).unsqueeze(1)
 
 
-def _ghost_rows(h: int, ghosted: torch.Tensor, period: torch.Tensor,
-                      attenuation: torch.Tensor) -> torch.Tensor:
+def _ghost_rows(h: int, ghosted: torch.Tensor, period: torch.Tensor, attenuation: torch.Tensor) -> torch.Tensor:
     """(N, H) k-space row weights: every ``period``-th phase-encode line (the centre line kept)
     scaled by ``attenuation`` where ``ghosted``, 1 elsewhere. Uneven lines give ghosts at H/period."""
     ky = torch.fft.fftfreq(h)
