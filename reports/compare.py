@@ -99,9 +99,12 @@ def compare_page(a: RunData, b: RunData, linked: tuple[bool, bool]) -> str:
 
     same_split = a.run.get("split", {}).get("hash") == b.run.get("split", {}).get("hash") if (
         isinstance(a.run.get("split"), dict) and isinstance(b.run.get("split"), dict)) else False
+    units = [d.run.get("dataset", {}).get("bootstrap_unit") if isinstance(d.run.get("dataset"), dict) else None
+             for d in (a, b)]
     return environment().get_template("compare.md.j2").render(
         a=escape_text(a.run_id), b=escape_text(b.run_id), a_title=title(a, linked[0]), b_title=title(b, linked[1]),
         identity=_identity(a, b), table=_metrics_table(a, b), same_split=same_split,
+        same_ci_unit=units[0] == units[1],
         failed=[escape_text(d.run_id) for d in (a, b) if d.status != "complete"])
 
 

@@ -245,6 +245,13 @@ def test_compare_page_deltas_and_ci_overlap(tmp_path):
     auroc = next(l for l in page.splitlines() if l.startswith("| resnet18 |") and "| auroc |" in l)
     assert auroc.endswith("| 0.0000 | yes |")
     assert "compare-*" in (out / "index.md").read_text()
+    assert "resample different units" not in page
+    run_json = runs / "rb" / "run.json"
+    older = json.loads(run_json.read_text())
+    del older["dataset"]["bootstrap_unit"]  # as written before subject-level CIs
+    run_json.write_text(json.dumps(older))
+    assert compare_command(_args(run_a="ra", run_b="rb", runs=str(runs), out=str(out))) == 0
+    assert "resample different units" in (out / "compare-ra-vs-rb.md").read_text()
     make_run(runs, "rc", status="interrupted")
     with pytest.raises(ValueError, match="interrupted"):
         compare_command(_args(run_a="ra", run_b="rc", runs=str(runs), out=str(out)))
