@@ -40,9 +40,9 @@ def score_frame(method: str, split: str, images: ImageSet, out: ScoreOutput) -> 
     })
 
 
-def _rows(method: str, estimates: list[Estimate]) -> list[dict]:
-    return [metric_row(method, e.metric, e.value, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n, note=e.note)
-            for e in estimates]
+def _rows(method: str, estimates: list[Estimate], domain: str = "all") -> list[dict]:
+    return [metric_row(method, e.metric, e.value, domain=domain, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n,
+                       note=e.note) for e in estimates]
 
 
 def detection_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput,
@@ -79,8 +79,7 @@ def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutpu
         estimates, _ = image_detection(val.labels.numpy(), np.asarray(val_out.scores), labels[members],
                                        scores[members], settings, seed,
                                        None if subjects is None else subjects[members])
-        rows += [metric_row(method, e.metric, e.value, domain=f"{STRATUM_PREFIX}{name}", ci_low=e.ci_low,
-                            ci_high=e.ci_high, n=e.n, note=e.note) for e in estimates]
+        rows += _rows(method, estimates, domain=f"{STRATUM_PREFIX}{name}")
     return rows
 
 

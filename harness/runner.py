@@ -324,8 +324,6 @@ class Runner:
         self.info["notes"] = list(dict.fromkeys([*self.info["notes"], *source.notices]))
         self.strata = {r.id: r.stratum for r in source.records}
         self.subjects = {r.id: r.subject for r in source.records}  # CIs resample subjects
-        several = len(set(self.subjects.values())) < len(self.subjects)
-        self.info["dataset"]["bootstrap_unit"] = "subject" if several else "image"
         timings["data"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -338,9 +336,11 @@ class Runner:
         split.write_manifest(tmp)
         os.replace(tmp, self.folder.file("split.csv"))
         self.split_hash = split.hash
+        subjects = split.subject_counts(self.strata)  # None: every image is its own subject
+        self.info["dataset"]["bootstrap_unit"] = "image" if subjects is None else "subject"
         self.info["split"] = {
             "hash": split.hash, "manifest": "split.csv", "counts": split.counts(),
-            "subjects": split.subject_counts(self.strata),
+            "subjects": subjects,
             "n_duplicate_groups": len(split.duplicate_groups),
             "n_cross_label_duplicates": len(split.cross_label_duplicates),
         }

@@ -2,8 +2,8 @@
 
 Why: with a few validation subjects, one seed's test AUROC moves by several points, and a
 comparison between methods is only as good as that spread; so the harness reports mean, standard
-deviation and range over seeds next to the single runs. Runs are grouped when everything but the seed (and the output
-folder) is equal: the resolved config, the harness version and the git commit.
+deviation and range over seeds next to the single runs. Runs are grouped when everything but the
+seed (and the output folder) is equal: the resolved config, the harness version and the commit.
 """
 
 from __future__ import annotations

@@ -71,13 +71,15 @@ def _metrics_table(a: RunData, b: RunData) -> MyST | None:
     return md_table(["Method", "Domain", "Features", "Metric", "A", "B", "Δ (B − A)", "95% CIs overlap"], rows)
 
 
-def _identity(a: RunData, b: RunData) -> MyST:
-    def get(data: RunData, *path: str) -> Any:
-        value: Any = data.run
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        return value
+def _get(data: RunData, *path: str) -> Any:
+    """A nested run.json value, None where any level is missing."""
+    value: Any = data.run
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
+
+def _identity(a: RunData, b: RunData) -> MyST:
     fields = [("Run", ("run_id",)), ("Status", ("status",)), ("Harness version", ("harness_version",)),
               ("Git commit", ("git_commit",)), ("Created", ("created",)), ("Profile", ("profile",)),
               ("Seed", ("seed",)), ("Device", ("device",)), ("Dataset", ("dataset", "name")),
@@ -85,7 +87,7 @@ def _identity(a: RunData, b: RunData) -> MyST:
               ("CIs resample", ("dataset", "bootstrap_unit"))]
     rows = []
     for title, path in fields:
-        va, vb = get(a, *path), get(b, *path)
+        va, vb = _get(a, *path), _get(b, *path)
         rows.append([MyST(f"**{title}**"), None if va is None else str(va), None if vb is None else str(vb),
                      "same" if va == vb else "differs"])
     return md_table(["", "A", "B", ""], rows)
@@ -97,14 +99,12 @@ def compare_page(a: RunData, b: RunData, linked: tuple[bool, bool]) -> str:
         name = escape_text(data.run_id)
         return MyST(f"[{name}]({slug(data.run_id)}.md)") if link else name
 
-    same_split = a.run.get("split", {}).get("hash") == b.run.get("split", {}).get("hash") if (
-        isinstance(a.run.get("split"), dict) and isinstance(b.run.get("split"), dict)) else False
-    units = [d.run.get("dataset", {}).get("bootstrap_unit") if isinstance(d.run.get("dataset"), dict) else None
-             for d in (a, b)]
+    same_split = (all(isinstance(_get(d, "split"), dict) for d in (a, b))
+                  and _get(a, "split", "hash") == _get(b, "split", "hash"))
     return environment().get_template("compare.md.j2").render(
         a=escape_text(a.run_id), b=escape_text(b.run_id), a_title=title(a, linked[0]), b_title=title(b, linked[1]),
         identity=_identity(a, b), table=_metrics_table(a, b), same_split=same_split,
-        same_ci_unit=units[0] == units[1],
+        same_ci_unit=_get(a, "dataset", "bootstrap_unit") == _get(b, "dataset", "bootstrap_unit"),
         failed=[escape_text(d.run_id) for d in (a, b) if d.status != "complete"])
 
 

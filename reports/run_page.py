@@ -204,7 +204,8 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     ctx: dict[str, Any] = {
         "run_id": escape_text(data.run_id), "status": data.status, "shows_results": shows,
         "identity": md_table(["", ""], identity_rows(data)), "timings": _timings(data),
-        "split_counts": _split_counts(data), "subject_counts": _subject_counts(data), "notes": [escape_text(n) for n in data.run.get("notes") or []],
+        "split_counts": _split_counts(data), "subject_counts": _subject_counts(data),
+        "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "eda_figures": [], "eda_blocks": [], "methods_table": None, "metric_notes": [], "failures": [],
         "strata_table": None, "strata_notes": [], "bootstrap_unit": MyST(""),

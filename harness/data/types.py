@@ -13,8 +13,9 @@ class Record:
     """One usable image of a dataset.
 
     ``id`` is unique within the dataset: the path relative to the dataset root for folder
-    datasets (POSIX separators), ``sub-XXX/zNNN`` for the embedded cohort. ``subject`` groups
-    images that must stay in one split (the id itself when subjects are unknown).
+    datasets (POSIX separators), ``sub-001/z062`` (subject, slice height) for the embedded
+    cohort. ``subject`` groups images that must stay in one split (the id itself when subjects
+    are unknown).
     ``given_split`` is ``"test"`` for images from a dataset's own ``Testing/`` folder.
     ``phash`` is a 64-bit perceptual hash (hex) for near-duplicate grouping.
     ``stratum`` is an acquisition group the splits keep balanced within each label (the MRI
