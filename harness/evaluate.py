@@ -12,7 +12,8 @@ import torch
 
 from harness.api import LABELS, NO_TUMOR, TUMOR, ImageSet, Method, ScoreOutput
 from harness.config import MetricSettings
-from harness.metrics.detection import Estimate, image_detection, pixel_detection
+from harness.metrics.detection import (Estimate, choose_dice_threshold, dice_at_threshold, image_detection,
+                                       pixel_detection)
 from harness.results import STRATUM_PREFIX, metric_row
 
 EXAMPLES_PER_KIND = 4  # best and worst cases per domain in examples/<method>.npz
@@ -56,6 +57,14 @@ def detection_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOut
     return _rows(method, estimates), threshold
 
 
+def _strata_names(strata: np.ndarray, n: int) -> list[str]:
+    """The named strata of the test split; empty unless there are two or more."""
+    if strata.shape != (n,):
+        raise ValueError(f"{len(strata)} strata for {n} test images")
+    names = sorted(set(strata.tolist()) - {""})
+    return names if len(names) >= 2 else []
+
+
 def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput, test_out: ScoreOutput,
                  test_strata: list[str], settings: MetricSettings, seed: int,
                  test_subjects: list[str] | None = None) -> list[dict]:
@@ -66,15 +75,10 @@ def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutpu
     user would deploy. Nothing is returned unless the test split holds two or more strata.
     """
     strata = np.asarray(test_strata, dtype=str)
-    if strata.shape != (len(test),):
-        raise ValueError(f"{len(strata)} strata for {len(test)} test images")
-    names = sorted(set(strata.tolist()) - {""})
-    if len(names) < 2:
-        return []
     labels, scores = test.labels.numpy(), np.asarray(test_out.scores)
     subjects = None if test_subjects is None else np.asarray(test_subjects, dtype=str)
     rows = []
-    for name in names:
+    for name in _strata_names(strata, len(test)):
         members = strata == name
         estimates, _ = image_detection(val.labels.numpy(), np.asarray(val_out.scores), labels[members],
                                        scores[members], settings, seed,
@@ -84,16 +88,32 @@ def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutpu
 
 
 def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings,
-               seed: int, test_subjects: list[str] | None = None) -> list[dict]:
-    """Pixel AUROC/AP and best Dice; rows with a note when maps or masks are missing."""
+               seed: int, test_subjects: list[str] | None = None, *, val: ImageSet | None = None,
+               val_out: ScoreOutput | None = None, test_strata: list[str] | None = None) -> list[dict]:
+    """Pixel AUROC/AP, the oracle Dice, and ``dice`` at the threshold that maximises Dice on
+    ``val`` (overall and, with ``test_strata``, per stratum); rows with a note when maps or
+    masks are missing."""
     if test.masks is None or test_out.maps is None:
         missing = "ground-truth masks" if test.masks is None else "anomaly maps"
         note = f"not computed: the test set has no {missing}"
         return [metric_row(method, m, None, n=len(test), note=note)
-                for m in ("pixel_auroc", "pixel_ap", "best_dice")]
-    estimates = pixel_detection(np.asarray(test_out.maps), test.masks.numpy(), test.brain.numpy(),
-                                test.labels.numpy(), settings, seed, groups=test_subjects)
-    return _rows(method, estimates)
+                for m in ("pixel_auroc", "pixel_ap", "dice", "dice_oracle")]
+    maps, masks, brain = np.asarray(test_out.maps), test.masks.numpy(), test.brain.numpy()
+    labels = test.labels.numpy()
+    rows = _rows(method, pixel_detection(maps, masks, brain, labels, settings, seed, groups=test_subjects))
+    if val is None or val_out is None or val.masks is None or val_out.maps is None:
+        return rows + [metric_row(method, "dice", None, n=len(test),
+                                  note="not computed: no validation maps and masks to fix the threshold on")]
+    threshold = choose_dice_threshold(np.asarray(val_out.maps), val.masks.numpy(), val.brain.numpy())
+    rows += _rows(method, [dice_at_threshold(maps, masks, brain, labels, threshold, settings, seed, test_subjects)])
+    strata = np.asarray(test_strata if test_strata is not None else [""] * len(test), dtype=str)
+    subjects = None if test_subjects is None else np.asarray(test_subjects, dtype=str)
+    for name in _strata_names(strata, len(test)):
+        members = strata == name
+        estimate = dice_at_threshold(maps[members], masks[members], brain[members], labels[members], threshold,
+                                     settings, seed, None if subjects is None else subjects[members])
+        rows += _rows(method, [estimate], domain=f"{STRATUM_PREFIX}{name}")
+    return rows
 
 
 def _pick_examples(scores: np.ndarray, higher_is_better: bool, k: int) -> tuple[np.ndarray, list[str]]:

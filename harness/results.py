@@ -23,7 +23,7 @@ from harness.config import RunConfig
 
 SCHEMA_VERSION = 1
 ROW_KEYS = ("method", "split", "domain", "metric", "feature_space", "value", "std",
-            "ci_low", "ci_high", "n", "note")
+            "ci_low", "ci_high", "n", "note", "other", "p_value")
 SCORES_COLUMNS = ("method", "split", "id", "label", "score")
 STRATUM_PREFIX = "stratum:"  # domain of detection rows measured on one acquisition stratum
 
@@ -73,15 +73,17 @@ def atomic_write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
 def metric_row(method: str, metric: str, value: float | None, *, split: str = "test",
                domain: str = "all", feature_space: str | None = None, std: float | None = None,
                ci_low: float | None = None, ci_high: float | None = None, n: int | None = None,
-               note: str | None = None) -> dict[str, Any]:
-    """One metrics.json row with every schema key present."""
+               note: str | None = None, other: str | None = None, p_value: float | None = None,
+               ) -> dict[str, Any]:
+    """One metrics.json row with every schema key present; ``other`` and ``p_value`` are set on
+    paired rows (``method`` minus ``other``), None elsewhere."""
     def num(x: float | None) -> float | None:
         return None if x is None or not math.isfinite(float(x)) else float(x)
 
     return {"method": method, "split": split, "domain": domain, "metric": metric,
             "feature_space": feature_space, "value": num(value), "std": num(std),
             "ci_low": num(ci_low), "ci_high": num(ci_high), "n": None if n is None else int(n),
-            "note": note}
+            "note": note, "other": other, "p_value": num(p_value)}
 
 
 # ---------------------------------------------------------------- the run folder
@@ -251,8 +253,18 @@ def upgrade_run(run: dict[str, Any]) -> dict[str, Any]:
     return _upgrade("run", run)
 
 
+def _current_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Rows written before paired rows and the honest Dice: every key present, and the old
+    ``best_dice`` (an oracle, its threshold chosen on test) under its current name."""
+    row = {**dict.fromkeys(ROW_KEYS), **row}
+    if row["metric"] == "best_dice":
+        note = row.get("note")
+        row.update(metric="dice_oracle", note=f"threshold chosen on test: {note}" if note else "threshold chosen on test")
+    return row
+
+
 def upgrade_metrics(metrics: Any) -> list[dict[str, Any]]:
-    return list(_upgrade("metrics", metrics)["rows"])
+    return [_current_row(row) for row in _upgrade("metrics", metrics)["rows"]]
 
 
 # ---------------------------------------------------------------- loading runs

@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from harness.config import MetricSettings
-from harness.metrics.detection import (best_dice, bootstrap_counts, choose_threshold, image_detection,
+from harness.metrics.detection import (bootstrap_counts, choose_dice_threshold, choose_threshold, dice_at_threshold,
+                                       dice_oracle, image_detection,
                                        pixel_detection, rates_at_threshold, stratified_counts,
                                        weighted_auroc_ap)
 
@@ -28,7 +29,7 @@ def _by_metric(estimates):
 def test_hand_computed_auroc_ap_and_rates():
     y = np.array([0, 0, 1, 1])
     s = np.array([0.1, 0.4, 0.35, 0.8])
-    est, thr = image_detection(y, s, y, s, MetricSettings(bootstrap=0), seed=0)
+    est, thr = image_detection(y, s, y, s, MetricSettings(bootstrap=10), seed=0)
     m = _by_metric(est)
     assert m["auroc"].value == pytest.approx(0.75)  # 3 of 4 pos/neg pairs ordered
     # AP = mean precision at each positive: 1/1 at 0.8, 2/3 at 0.35
@@ -38,7 +39,6 @@ def test_hand_computed_auroc_ap_and_rates():
     assert thr == pytest.approx(0.8)
     assert m["sensitivity"].value == pytest.approx(0.5) and m["specificity"].value == pytest.approx(1.0)
     assert m["balanced_accuracy"].value == pytest.approx(0.75)
-    assert m["auroc"].ci_low is None  # bootstrap=0: no interval
 
 
 @pytest.mark.parametrize("ties", [True, False])
@@ -127,7 +127,7 @@ def test_threshold_comes_from_validation_not_test():
     assert choose_threshold(val_y, val_s) == pytest.approx(0.7)
     test_y = np.array([0, 0, 1, 1])
     test_s = np.array([0.5, 0.6, 0.65, 0.95])  # perfectly separable at 0.62, but the val threshold is 0.7
-    m = _by_metric(image_detection(val_y, val_s, test_y, test_s, MetricSettings(bootstrap=0), 0)[0])
+    m = _by_metric(image_detection(val_y, val_s, test_y, test_s, MetricSettings(bootstrap=10), 0)[0])
     assert m["auroc"].value == 1.0
     assert m["sensitivity"].value == 0.5 and m["specificity"].value == 1.0
     assert "threshold=0.7" in m["sensitivity"].note
@@ -199,21 +199,21 @@ def test_pixel_subsample_is_seeded_and_noted():
     assert abs(a["pixel_auroc"].value - full["pixel_auroc"].value) < 0.05
 
 
-def test_best_dice_hand_case_and_perfect_map():
+def test_dice_oracle_hand_case_and_perfect_map():
     maps, masks, brain, labels = _maps()
     perfect = masks.astype(float)
-    d = best_dice(perfect, masks, brain, labels)
-    assert d.value == pytest.approx(1.0) and d.note.startswith("threshold=")
+    d = dice_oracle(perfect, masks, brain, labels)
+    assert d.value == pytest.approx(1.0) and d.note.startswith("threshold chosen on test: threshold=")
     # one tumor image, 4 lesion pixels; the map marks 2 of them plus 2 background pixels highest
     m = np.zeros((1, 4, 4))
     mask = np.zeros((1, 4, 4), bool)
     mask[0, 0, :4] = True
     m[0, 0, :2] = 1.0
     m[0, 1, :2] = 1.0
-    d = best_dice(m, mask, np.ones_like(mask), [1], grid_size=9)
+    d = dice_oracle(m, mask, np.ones_like(mask), [1], grid_size=9)
     # at t=1: pred 4, tp 2 -> 2*2/(4+4)=0.5; at t<=0 everything: 2*4/(16+4)=0.4
-    assert d.value == pytest.approx(0.5) and d.note == "threshold=1"
-    assert best_dice(m, mask, np.ones_like(mask), [0]).value is None  # no tumor images
+    assert d.value == pytest.approx(0.5) and d.note == "threshold chosen on test: threshold=1"
+    assert dice_oracle(m, mask, np.ones_like(mask), [0]).value is None  # no tumor images
 
 
 def test_pixel_one_class_notes():
@@ -221,6 +221,50 @@ def test_pixel_one_class_notes():
     masks[:] = False
     m = _by_metric(pixel_detection(maps, masks, brain, labels, SETTINGS, seed=0))
     assert m["pixel_auroc"].value is None and "only one class" in m["pixel_auroc"].note
-    assert m["best_dice"].value is None and "empty" in m["best_dice"].note
+    assert m["dice_oracle"].value is None and "empty" in m["dice_oracle"].note
     with pytest.raises(ValueError, match="maps for"):
         pixel_detection(maps, masks, brain, labels[:3], SETTINGS, seed=0)
+
+
+def _lesion_case(n_tumor=4, n_healthy=4, size=8):
+    """Tumor images with a 2x2 lesion the map marks at 1.0; healthy images with map 0."""
+    n = n_tumor + n_healthy
+    maps = np.zeros((n, size, size))
+    masks = np.zeros((n, size, size), bool)
+    masks[:n_tumor, 2:4, 2:4] = True
+    maps[:n_tumor, 2:4, 2:4] = 1.0
+    labels = np.array([1] * n_tumor + [0] * n_healthy)
+    return maps, masks, np.ones_like(masks), labels
+
+
+def test_validation_threshold_is_the_exact_pooled_dice_maximum():
+    maps, masks, brain, _ = _lesion_case()
+    maps[0, 0, 0] = 0.5  # one false positive below the lesion value
+    assert choose_dice_threshold(maps, masks, brain) == pytest.approx(1.0)
+    assert choose_dice_threshold(maps, np.zeros_like(masks), brain) is None  # nothing to find
+
+
+def test_validation_threshold_dice_counts_false_positives_on_healthy_slices():
+    val_maps, val_masks, brain, val_labels = _lesion_case()
+    threshold = choose_dice_threshold(val_maps, val_masks, brain)
+    maps, masks, _, labels = _lesion_case()
+    clean = dice_at_threshold(maps, masks, brain, labels, threshold, SETTINGS, seed=0)
+    assert clean.value == pytest.approx(1.0) and "chosen on validation" in clean.note
+    maps[4:, 5:7, 5:7] = 1.0  # each healthy slice: a 2x2 false positive as bright as the lesions
+    noisy = dice_at_threshold(maps, masks, brain, labels, threshold, SETTINGS, seed=0)
+    assert noisy.value == pytest.approx(2 * 16 / (32 + 16))  # tp 16, predicted 32, lesion 16
+    # the oracle looks at tumor images only and never sees those false positives
+    assert dice_oracle(maps, masks, brain, labels).value == pytest.approx(1.0)
+    assert noisy.ci_low <= noisy.value <= noisy.ci_high
+
+
+def test_validation_dice_ci_resamples_subjects_and_is_seeded():
+    maps, masks, brain, labels = _lesion_case(n_tumor=6, n_healthy=6)
+    rng = np.random.default_rng(0)
+    maps += rng.random(maps.shape) * 1.2  # noise crossing the threshold here and there
+    groups = np.repeat([f"s{i}" for i in range(6)], 2)
+    a = dice_at_threshold(maps, masks, brain, labels, 1.0, SETTINGS, seed=3, groups=groups)
+    b = dice_at_threshold(maps, masks, brain, labels, 1.0, SETTINGS, seed=3, groups=groups)
+    assert a == b and a.ci_low < a.value < a.ci_high
+    none = dice_at_threshold(maps, masks, brain, labels, None, SETTINGS, seed=0)
+    assert none.value is None and "no validation threshold" in none.note
