@@ -6,17 +6,22 @@ by the method, so all methods are measured the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import torch
 
 from harness.api import LABELS, NO_TUMOR, TUMOR, ImageSet, Method, ScoreOutput
 from harness.config import MetricSettings
+from harness.data.input_audit import choose_feature, input_features
 from harness.metrics.detection import (Estimate, choose_dice_threshold, dice_at_threshold, image_detection,
                                        pixel_detection)
-from harness.results import STRATUM_PREFIX, metric_row
+from harness.metrics.paired import PAIRED_METRICS, paired_rows
+from harness.results import SCORES_COLUMNS, STRATUM_PREFIX, metric_row
 
 EXAMPLES_PER_KIND = 4  # best and worst cases per domain in examples/<method>.npz
+FLOOR_METHOD = "shortcut-floor"  # the metrics rows of the strongest input feature, beside the methods
 
 
 def check_output(method: str, split: str, images: ImageSet, out: ScoreOutput) -> None:
@@ -114,6 +119,49 @@ def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: Met
                                      settings, seed, None if subjects is None else subjects[members])
         rows += _rows(method, [estimate], domain=f"{STRATUM_PREFIX}{name}")
     return rows
+
+
+def shortcut_floor(val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
+                   positions: Mapping[str, float] | None, settings: MetricSettings,
+                   seed: int) -> tuple[list[dict], pd.DataFrame]:
+    """Rows (method :data:`FLOOR_METHOD`) and per-image scores (val and test) of the input feature
+    that best separates the labels on validation, its direction chosen there too, scored on test
+    like a method (:mod:`harness.data.input_audit`). A method that does not beat it has not shown
+    that it needs to find the lesion."""
+    fv, ft = input_features(val, positions), input_features(test, positions)
+    usable = {name: fv[name] for name in fv if np.all(np.isfinite(ft[name]))}  # it must score every test image
+    chosen = choose_feature(val.labels.numpy(), usable)
+    if chosen is None:
+        note = "not computed: no input feature varies on validation (with both labels) and is known on test"
+        return ([metric_row(FLOOR_METHOD, m, None, n=len(test), note=note) for m in ("auroc", "ap")],
+                pd.DataFrame(columns=list(SCORES_COLUMNS)))
+    name, val_auroc = chosen
+    sign = 1.0 if val_auroc >= 0.5 else -1.0
+    val_out, test_out = ScoreOutput(sign * fv[name]), ScoreOutput(sign * ft[name])
+    estimates, _ = image_detection(val.labels.numpy(), val_out.scores, test.labels.numpy(), test_out.scores,
+                                   settings, seed, [subjects.get(i, i) for i in test.ids])
+    what = (f"shortcut floor: input feature {name}, {'higher' if sign > 0 else 'lower'} = tumor, chosen on "
+            f"validation (val AUROC {max(val_auroc, 1 - val_auroc):.3f})")
+    rows = [metric_row(FLOOR_METHOD, e.metric, e.value, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n,
+                       note=f"{what}; {e.note}" if e.note else what) for e in estimates]
+    frames = [score_frame(FLOOR_METHOD, "val", val, val_out), score_frame(FLOOR_METHOD, "test", test, test_out)]
+    return rows, pd.concat(frames, ignore_index=True)
+
+
+def is_comparison_row(row: dict) -> bool:
+    """Rows of :func:`comparison_rows`, which the runner recomputes after every method ran."""
+    return row.get("method") == FLOOR_METHOD or row.get("metric") in PAIRED_METRICS
+
+
+def comparison_rows(scores: pd.DataFrame, val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
+                    positions: Mapping[str, float] | None, settings: MetricSettings, seed: int) -> list[dict]:
+    """The run-level rows, computed once all methods ran: the shortcut floor, and the paired
+    differences (``auroc_delta``, ``ap_delta``) of every ordered pair among the methods in
+    ``scores`` (scores.csv) and the floor, on the same test images and subject resamples."""
+    floor_rows, floor_scores = shortcut_floor(val, test, subjects, positions, settings, seed)
+    frames = [f for f in (scores, floor_scores) if len(f)]
+    both = pd.concat(frames, ignore_index=True) if frames else scores
+    return floor_rows + paired_rows(both, subjects, settings, seed)
 
 
 def _pick_examples(scores: np.ndarray, higher_is_better: bool, k: int) -> tuple[np.ndarray, list[str]]:

@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from harness.data.eda import SHORTCUT_THRESHOLD, run_eda, shortcut_audit
+from harness.api import ImageSet
+from harness.data.eda import NO_FILE_FLAG, SHORTCUT_THRESHOLD, add_input_audit, run_eda, shortcut_audit
+from harness.data.input_audit import FEATURES, axial_positions, input_audit, input_features
 from harness.data.types import Record, SkippedFile
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -116,9 +119,9 @@ def test_inverse_direction_is_flagged_too() -> None:
     assert width["flagged"] is True
 
 
-def test_balanced_features_are_clean() -> None:
+def test_balanced_features_are_not_flagged() -> None:
     audit = shortcut_audit(_balanced())
-    assert audit["verdict"] == "clean" and audit["flagged"] == []
+    assert audit["verdict"] == NO_FILE_FLAG and audit["flagged"] == []
     for entry in audit["features"]:
         assert entry["strength"] is not None and entry["strength"] < SHORTCUT_THRESHOLD, entry
     assert {"format=JPEG", "format=PNG", "mode=L", "mode=RGB"} <= set(_features(audit))
@@ -190,7 +193,8 @@ def test_run_eda_writes_json_and_figures(tmp_path: Path) -> None:
     intensity = report["intensity"]["per_label"]["tumor"]
     assert intensity["n_images"] == 12 and len(intensity["hist"]) == len(report["intensity"]["bin_edges"]) - 1
     assert sum(intensity["hist"]) == pytest.approx(1.0)
-    assert report["shortcut_audit"]["verdict"] == "clean"
+    assert report["shortcut_audit"]["verdict"] == NO_FILE_FLAG
+    assert report["input_audit"]["verdict"].startswith("not computed")  # no loaded images given
 
     expected = {"class_balance.png", "resolution.png", "aspect.png", "brightness.png", "intensity_hist.png",
                 "samples_tumor.png", "samples_no_tumor.png", "shortcut_audit.png"}
@@ -291,13 +295,13 @@ def test_with_the_real_splitter(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_embedded_cohort_is_clean(tmp_path: Path) -> None:
+def test_embedded_cohort_files_show_no_shortcut(tmp_path: Path) -> None:
     from harness.config import get_profile
     from harness.data.embedded import load_embedded_cohort
 
     source = load_embedded_cohort(get_profile("smoke").cohort, seed=0, cache_dir=tmp_path / "cache")
     report = run_eda(source, None, tmp_path / "eda", progress=False)
-    assert report["shortcut_audit"]["verdict"] == "clean", report["shortcut_audit"]
+    assert report["shortcut_audit"]["verdict"] == NO_FILE_FLAG, report["shortcut_audit"]
     assert report["load_failures"] == []
     assert report["masks"]["n_with_mask"] == report["dataset"]["n_images"]
 
@@ -332,7 +336,7 @@ def test_folder_dataset_shortcuts_and_skips(tmp_path: Path) -> None:
     assert "truncated" in skipped["yes/cut.jpg"] and "empty" in skipped["no/empty.png"]
     audit = report["shortcut_audit"]
     assert {"width", "height", "channels", "file_size"} <= set(audit["flagged"])
-    assert audit["verdict"] != "clean"
+    assert audit["verdict"] != NO_FILE_FLAG
     assert report["formats"]["tumor"] == {"JPEG": 8} and report["modes"]["no_tumor"] == {"L": 8}
     assert report["load_failures"] == []
 
@@ -346,3 +350,92 @@ def test_grid_keeps_at_most_sixteen_images() -> None:
     assert len(set(sample.grid_ids["tumor"])) == 16
     other_seed = sample_images(MemorySource(records=records), records, 18, seed=1, progress=False)
     assert other_seed.grid_ids["tumor"] != sample.grid_ids["tumor"]
+
+
+# ---------------------------------------------------------------- the input audit (what methods see)
+
+def _imageset(labels: list[int], *, shift: float = 0.0, seed: int = 0, size: int = 32,
+              prefix: str = "img") -> ImageSet:
+    """Loaded-looking images: a textured disc of brain on a black background, its brain mask;
+    tumor images get their in-brain intensity raised by ``shift`` (a planted cue)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.4) ** 2
+    images = np.zeros((len(labels), 1, size, size), np.float32)
+    for i, label in enumerate(labels):
+        images[i, 0][disc] = 0.4 + 0.1 * rng.random(int(disc.sum())) + (shift if label else 0.0)
+    brain = np.broadcast_to(disc, images.shape).copy()
+    return ImageSet(images=torch.from_numpy(images), labels=torch.tensor(labels), brain=torch.from_numpy(brain),
+                    ids=[f"{prefix}{i:03d}" for i in range(len(labels))])
+
+
+def _audit_features(audit: dict) -> dict[str, dict]:
+    return {f["feature"]: f for f in audit["features"]}
+
+
+def test_input_audit_flags_a_planted_intensity_cue_and_not_its_absence() -> None:
+    labels = [1, 0] * 30
+    planted = input_audit({"train": _imageset(labels, shift=0.05)})
+    median = _audit_features(planted)["median"]
+    assert median["flagged"] and median["auroc"] == pytest.approx(1.0)
+    assert planted["flagged"][0] == "median" and planted["verdict"].startswith("1 input feature flagged: median")
+    assert median["by_label"]["median"]["tumor"] > median["by_label"]["median"]["no_tumor"]
+    clean = input_audit({"train": _imageset(labels, shift=0.0)})
+    assert clean["flagged"] == [] and clean["verdict"] == "no input feature flagged"
+    assert {f["feature"] for f in clean["features"]} == set(FEATURES)
+    assert _audit_features(clean)["axial_position"]["note"] == "not available"  # no positions recorded
+
+
+def test_input_audit_reads_axial_position_where_the_records_carry_it() -> None:
+    labels = [1, 0] * 20
+    images = _imageset(labels)
+    positions = {i: 60.0 + 10.0 * label for i, label in zip(images.ids, labels)}  # tumor slices sit higher
+    audit = input_audit({"test": images}, positions)
+    assert _audit_features(audit)["axial_position"]["flagged"]
+    records = [_record(0, "tumor", z=62), _record(1, "no_tumor"), _record(2, "tumor", z=float("nan"))]
+    assert axial_positions(records) == {records[0].id: 62.0}
+
+
+def test_input_features_measure_what_they_say() -> None:
+    images = _imageset([0, 0], size=32)
+    images.images[1] = images.images[1] * 0  # same brain mask, flat intensity
+    images.images[1][images.brain[1]] = 0.5
+    f = input_features(images)
+    assert f["median"][1] == pytest.approx(0.5) and f["iqr"][1] == pytest.approx(0.0)
+    assert f["sharpness"][1] == pytest.approx(0.0) and f["noise"][1] == pytest.approx(0.0)
+    assert f["sharpness"][0] > 0 and f["noise"][0] > 0
+    rng = np.random.default_rng(0)
+    noisy = _imageset([0], size=64)
+    noisy.images[0, 0] = torch.from_numpy((0.5 + rng.normal(0, 0.05, (64, 64))).astype(np.float32))
+    noisy.brain[:] = True
+    assert input_features(noisy)["noise"][0] == pytest.approx(0.05, rel=0.1)  # Immerkaer recovers sigma
+
+
+def test_eda_json_gets_the_input_audit(tmp_path: Path) -> None:
+    planted = {"train": _imageset([1, 0] * 10, shift=0.05)}
+    report = run_eda(MemorySource(records=_balanced(4)), None, tmp_path, progress=False, inputs=planted)
+    assert report["input_audit"]["flagged"][0] == "median"
+    # a run writes the EDA first and adds the audit of its loaded splits afterwards
+    added = add_input_audit(tmp_path / "eda.json", {"train": _imageset([1, 0] * 10)}, {})
+    on_disk = json.loads((tmp_path / "eda.json").read_text())
+    assert on_disk["input_audit"] == added and added["flagged"] == []
+    assert on_disk["shortcut_audit"] == report["shortcut_audit"]  # the rest is kept
+
+
+def test_shortcut_floor_chooses_its_feature_and_direction_on_validation() -> None:
+    from harness.config import MetricSettings
+    from harness.evaluate import FLOOR_METHOD, shortcut_floor
+
+    labels = [1, 0] * 20
+    val = _imageset(labels, shift=-0.05, seed=1, prefix="val")  # on validation tumor is darker
+    test = _imageset(labels, shift=-0.05, seed=2, prefix="test")
+    positions = {i: float(k % 2) for k, i in enumerate(test.ids)}  # a perfect cue on test only
+    rows, scores = shortcut_floor(val, test, {}, positions, MetricSettings(bootstrap=50), seed=0)
+    by = {r["metric"]: r for r in rows}
+    assert {r["method"] for r in rows} == {FLOOR_METHOD}
+    assert by["auroc"]["value"] == pytest.approx(1.0)  # lower median = tumor, learnt on validation
+    assert "median, lower = tumor, chosen on validation" in by["auroc"]["note"]
+    assert set(scores["split"]) == {"val", "test"} and len(scores) == len(val) + len(test)
+    one_class = _imageset([0] * 6, prefix="val")
+    rows, scores = shortcut_floor(one_class, test, {}, None, MetricSettings(bootstrap=50), seed=0)
+    assert rows[0]["value"] is None and rows[0]["note"].startswith("not computed") and scores.empty

@@ -33,6 +33,11 @@ and returns the same dict. Its keys (stable; ``null`` where a value cannot be co
   ``n_cross_label``, ``cross_label`` (lists of record ids).
 - ``masks``: ``n_with_mask`` and ``per_label`` {label: n}.
 - ``shortcut_audit``: see ``shortcut_audit`` below.
+- ``input_audit``: the same audit on the images as methods receive them (after loading and
+  per-image scaling, inside the brain mask: median, IQR, brain area, sharpness, noise, axial
+  position), plus ``n``, ``splits`` {split: n} and ``image_size``; see
+  :mod:`harness.data.input_audit`. Without loaded images its ``verdict`` says "not computed"
+  (a run fills it in with :func:`add_input_audit` once it has loaded its splits).
 - ``figures``: the PNG file names written into ``out_dir``.
 
 How to read the shortcut audit: each non-anatomical feature (width, height, aspect, file_size,
@@ -43,7 +48,8 @@ because a classifier can exploit either direction. A feature is ``flagged`` at s
 a weak real detector (published brain-MRI anomaly detectors score image AUROC 0.75-0.92), so method
 rankings on such data may reflect the shortcut and not the anatomy. A constant feature gets AUROC
 0.5 with the note "constant"; a feature no record has is listed with AUROC null and the note
-"not available". ``verdict`` is "clean" or "N feature(s) flagged: name (AUROC x), ...".
+"not available". ``verdict`` is "no file property flagged" or "N feature(s) flagged: name (AUROC x), ...";
+it is never called clean, because these properties are not what a model sees: the input audit is.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,10 +70,12 @@ from harness.data.types import DataSource, Record
 from harness.training import progress as progress_bar
 
 if TYPE_CHECKING:
+    from harness.api import ImageSet
     from harness.data.splits import Split
 
 EDA_VERSION = 1
 SHORTCUT_THRESHOLD = 0.70
+NO_FILE_FLAG = "no file property flagged"
 POSITIVE_LABEL = "tumor"
 NUMERIC_FEATURES = ("width", "height", "aspect", "file_size", "channels", "mean_brightness")
 CATEGORICAL_FEATURES = ("format", "mode")
@@ -101,9 +109,11 @@ class ImageSample:
 
 
 def run_eda(source: DataSource, split: Split | None, out_dir: Path, progress: bool = True,
-            *, seed: int = 0) -> dict:
-    """Summarise ``source`` (and ``split``), audit shortcuts, write eda.json and figures."""
+            *, seed: int = 0, inputs: Mapping[str, ImageSet] | None = None) -> dict:
+    """Summarise ``source`` (and ``split``), audit shortcuts in the files and, given the loaded
+    splits ``inputs``, in what the methods see; write eda.json and figures."""
     from harness.data import eda_figures
+    from harness.data.input_audit import axial_positions  # it builds on this module
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +124,7 @@ def run_eda(source: DataSource, split: Split | None, out_dir: Path, progress: bo
     report["load_failures"] = sample.failures
     report["sample_ids"] = sample.grid_ids
     report["shortcut_audit"] = shortcut_audit(records)
+    report["input_audit"] = _input_audit(inputs, axial_positions(records))
     report["figures"] = eda_figures.write_figures(report, records, sample, out_dir)
     report = _jsonable(report)
     write_json_atomic(out_dir / "eda.json", report)
@@ -181,12 +192,30 @@ def shortcut_audit(records: Sequence[Record], positive_label: str = POSITIVE_LAB
     flagged = sorted((f for f in audit["features"] if f["flagged"]), key=lambda f: -f["strength"])
     audit["flagged"] = [f["feature"] for f in flagged]
     if not flagged:
-        audit["verdict"] = "clean"
+        audit["verdict"] = NO_FILE_FLAG
     else:
         noun = "feature" if len(flagged) == 1 else "features"
         listed = ", ".join(f"{f['feature']} (AUROC {f['auroc']:.2f})" for f in flagged)
         audit["verdict"] = f"{len(flagged)} {noun} flagged: {listed}"
     return audit
+
+
+def _input_audit(inputs: Mapping[str, ImageSet] | None, positions: Mapping[str, float]) -> dict[str, Any]:
+    from harness.data.input_audit import input_audit
+
+    if inputs is None:
+        return {"threshold": SHORTCUT_THRESHOLD, "features": [], "flagged": [],
+                "verdict": "not computed: the images were not loaded (a run adds it once its splits are loaded)"}
+    return input_audit(inputs, positions)
+
+
+def add_input_audit(eda_json: Path, inputs: Mapping[str, ImageSet], positions: Mapping[str, float]) -> dict[str, Any]:
+    """Put the input audit of the loaded splits into eda.json (a run writes the EDA before it
+    loads the images); returns the audit."""
+    report = json.loads(Path(eda_json).read_text(encoding="utf-8")) if Path(eda_json).is_file() else {}
+    report["input_audit"] = _jsonable(_input_audit(inputs, positions))
+    write_json_atomic(Path(eda_json), report)
+    return report["input_audit"]
 
 
 def sample_images(source: DataSource, records: Sequence[Record], per_label: int, *, seed: int,
@@ -269,7 +298,7 @@ def _numeric_entry(name: str, y: np.ndarray, label_of: np.ndarray,
     x = np.array([v if k else 0.0 for v, k in zip(values, keep)], dtype=float)[keep]
     by_label = {lab: (float(np.median(x[label_of[keep] == lab])) if np.any(label_of[keep] == lab) else None)
                 for lab in sorted(set(label_of.tolist()))}
-    entry = _auroc_entry(name, y[keep], x)
+    entry = auroc_entry(name, y[keep], x)
     entry["by_label"] = {"median": by_label}
     missing = int((~keep).sum())
     if 0 < missing < len(values):
@@ -284,7 +313,7 @@ def _categorical_entries(name: str, y: np.ndarray, label_of: np.ndarray,
     labels = sorted(set(label_of.tolist()))
     categories = sorted(set(cats.tolist()))
     if len(categories) <= 1:
-        entry = _auroc_entry(name, y[keep], np.zeros(len(cats)))
+        entry = auroc_entry(name, y[keep], np.zeros(len(cats)))
         if categories:
             entry["note"] = f"constant (all {categories[0]})"
         entry["by_label"] = None
@@ -292,7 +321,7 @@ def _categorical_entries(name: str, y: np.ndarray, label_of: np.ndarray,
     entries = []
     for cat in categories:
         is_cat = (cats == cat).astype(float)
-        entry = _auroc_entry(f"{name}={cat}", y[keep], is_cat)
+        entry = auroc_entry(f"{name}={cat}", y[keep], is_cat)
         entry["by_label"] = {"share": {lab: (float(is_cat[label_of[keep] == lab].mean())
                                              if np.any(label_of[keep] == lab) else None) for lab in labels}}
         missing = int((~keep).sum())
@@ -302,7 +331,9 @@ def _categorical_entries(name: str, y: np.ndarray, label_of: np.ndarray,
     return entries
 
 
-def _auroc_entry(name: str, y: np.ndarray, x: np.ndarray) -> dict[str, Any]:
+def auroc_entry(name: str, y: np.ndarray, x: np.ndarray) -> dict[str, Any]:
+    """One audit row: the AUROC of label ``y`` ranked by feature ``x``, its strength and flag
+    (shared by the file audit here and the input audit of :mod:`harness.data.input_audit`)."""
     entry: dict[str, Any] = {"feature": name, "n": int(len(x)), "auroc": None, "strength": None,
                              "flagged": False, "note": None}
     if len(x) == 0:
