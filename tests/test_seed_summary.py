@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from harness.seed_summary import format_spread, group_key, seed_groups, spread
+from harness.seed_summary import (format_paired, format_spread, group_key, paired_spread, paired_table, seed_groups,
+                                   spread)
 
 
 def run(seed: int, auroc: float, *, commit: str = "abc", epochs: int = 18, status: str = "complete",
@@ -44,3 +45,24 @@ def test_spread_is_the_mean_sd_and_range_of_the_overall_rows():
     assert format_spread(auroc) == f"0.930 ± {statistics.stdev([0.90, 0.94, 0.95]):.3f} (0.900-0.950)"
     (single, _) = spread([run(3, 0.91)])
     assert single.sd is None and format_spread(single) == "0.910"
+
+
+def paired_run(seed: int, delta: float) -> tuple[dict, list[dict]]:
+    info, rows = run(seed, 0.9)
+    pair = [{"method": "resnet18", "other": "intensity", "split": "test", "domain": "all", "metric": "auroc_delta",
+             "value": delta},
+            {"method": "intensity", "other": "resnet18", "split": "test", "domain": "all", "metric": "auroc_delta",
+             "value": -delta}]
+    return info, rows + pair
+
+
+def test_paired_spread_counts_the_seeds_that_agree_in_sign_and_orients_the_winner_first():
+    group = [paired_run(0, 0.20), paired_run(1, 0.10), paired_run(2, -0.03)]
+    (item,) = paired_spread(group)
+    assert (item.method, item.other, item.metric) == ("resnet18", "intensity", "auroc_delta")
+    assert item.values == (0.20, 0.10, -0.03) and item.agree == 2
+    assert format_paired(item) == f"+0.090 ± {statistics.stdev([0.20, 0.10, -0.03]):.3f}, same sign on 2/3 seeds"
+    (losing,) = paired_spread([paired_run(0, -0.2), paired_run(1, -0.1)])
+    assert losing.method == "intensity" and losing.values == (0.2, 0.1) and losing.agree == 2
+    assert "resnet18" in paired_table([item]) and "2/3" in paired_table([item])
+    assert [i.metric for i in spread(group)] == ["auroc", "ap"]  # deltas stay out of the plain spread
