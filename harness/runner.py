@@ -33,14 +33,15 @@ import torch
 from harness.api import FitContext, ImageSet, Method
 from harness.config import (CohortSettings, CycleGANSettings, MetricSettings, Profile, ResNetSettings,
                             RunConfig, SplitSettings)
-from harness.evaluate import (check_output, detection_rows, example_arrays, pixel_rows, score_frame,
-                              stratum_rows, translate_test)
+from harness.data.input_audit import axial_positions
+from harness.evaluate import (FLOOR_METHOD, check_output, comparison_rows, detection_rows, example_arrays,
+                              is_comparison_row, pixel_rows, score_frame, stratum_rows, translate_test)
 from harness.models import file_sha256
 from harness.mri_reference import MRI_METHOD, cache_root, dedicated_checkpoint
 from harness.registry import METHODS
 from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now
 from harness.run_env import capture_environment
-from harness.seed_summary import format_spread, spread
+from harness.seed_summary import format_spread, paired_spread, paired_table, spread
 from harness.training import choose_device, seed_everything
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -182,7 +183,8 @@ def seed_spread_table(runs: list[tuple[dict[str, Any], list[dict]]]) -> str:
     widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join(["across seeds (test split):", fmt.format(*lines[0]),
-                      fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines[1:])])
+                      fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines[1:]),
+                      "", paired_table(paired_spread(complete))])
 
 
 @contextmanager
@@ -239,6 +241,7 @@ class Runner:
         self.sets: dict[str, ImageSet] = {}
         self.strata: dict[str, str] = {}  # image id -> acquisition stratum ("" when unknown)
         self.subjects: dict[str, str] = {}  # image id -> subject (the id itself when unknown)
+        self.positions: dict[str, float] = {}  # image id -> axial slice position, where recorded
 
     # -------------------------------------------------------------- orchestration
     def execute(self, folder: RunFolder | None, info: dict[str, Any] | None) -> int:
@@ -255,6 +258,7 @@ class Runner:
                 for name in self._order(self.config.methods):
                     if self.info["methods"][name]["status"] != "complete":
                         self._run_method(name)
+                self._comparisons()
             failed = [n for n, m in self.info["methods"].items() if m["status"] == "failed"]
             self.info["status"] = "failed" if failed else "complete"
             self.info["finished"] = utc_now().isoformat()
@@ -324,6 +328,7 @@ class Runner:
         self.info["notes"] = list(dict.fromkeys([*self.info["notes"], *source.notices]))
         self.strata = {r.id: r.stratum for r in source.records}
         self.subjects = {r.id: r.subject for r in source.records}  # CIs resample subjects
+        self.positions = axial_positions(source.records)
         timings["data"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
@@ -415,10 +420,11 @@ class Runner:
         settings = cfg.profile.metrics
         subjects = [self.subjects[i] for i in test.ids]
         rows, threshold = detection_rows(name, val, test, val_out, test_out, settings, cfg.seed, subjects)
-        rows += stratum_rows(name, val, test, val_out, test_out, [self.strata.get(i, "") for i in test.ids],
-                             settings, cfg.seed, subjects)
+        strata = [self.strata.get(i, "") for i in test.ids]
+        rows += stratum_rows(name, val, test, val_out, test_out, strata, settings, cfg.seed, subjects)
         if "maps" in method.capabilities:
-            rows += pixel_rows(name, test, test_out, settings, cfg.seed, subjects)
+            rows += pixel_rows(name, test, test_out, settings, cfg.seed, subjects, val=val, val_out=val_out,
+                               test_strata=strata)
         entry["threshold"] = threshold
         selected = getattr(method, "selected", None)
         entry["selected"] = _jsonable(selected) if selected else None
@@ -442,6 +448,21 @@ class Runner:
         frames = [score_frame(name, "val", val, val_out), score_frame(name, "test", test, test_out)]
         self.scores = pd.concat([self.scores[self.scores["method"] != name], *frames], ignore_index=True)
         self.metrics = [r for r in self.metrics if r["method"] != name] + rows
+        self._save_results()
+
+    def _comparisons(self) -> None:
+        """Once every method ran: the input audit into eda.json (a report: a failure is noted),
+        then the shortcut floor and the paired differences between methods (results)."""
+        from harness.data.eda import add_input_audit
+
+        try:
+            add_input_audit(self.folder.file("eda/eda.json"), self.sets, self.positions)
+        except Exception as exc:
+            self.info["notes"].append(f"input audit failed: {type(exc).__name__}: {exc}")
+            self.logger.warning("input audit failed; the run goes on", exc_info=True)
+        rows = comparison_rows(self.scores, self.sets["val"], self.sets["test"], self.subjects, self.positions,
+                               self.config.profile.metrics, self.config.seed)
+        self.metrics = [r for r in self.metrics if not is_comparison_row(r)] + rows
         self._save_results()
 
     def _record_checkpoint(self, method: Method, entry: dict[str, Any]) -> None:
@@ -539,7 +560,8 @@ def summary_table(info: dict[str, Any], rows: list[dict]) -> str:
     by = {(r["method"], r["metric"]): r for r in rows if r.get("domain") == "all" and r.get("split") == "test"}
     header = ["method", "AUROC [95% CI]", "AP (chance)", "sens/spec", "status", "time (s)"]
     lines = []
-    for name, entry in info["methods"].items():
+    floor = {FLOOR_METHOD: {"status": "input feature"}} if (FLOOR_METHOD, "auroc") in by else {}
+    for name, entry in {**info["methods"], **floor}.items():
         auroc = by.get((name, "auroc"), {})
         ci = (f" [{_fmt(auroc.get('ci_low'))}, {_fmt(auroc.get('ci_high'))}]"
               if auroc.get("ci_low") is not None else "")

@@ -93,10 +93,17 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     assert rows[("toy-mean", "auroc")]["value"] == pytest.approx(roc_auc_score(test.label, test.score))
     assert rows[("toy-mean", "auroc")]["ci_low"] <= rows[("toy-mean", "auroc")]["value"]
     assert rows[("toy-mean", "ap_chance")]["value"] == pytest.approx(test.label.mean())
-    for metric in ("pixel_auroc", "pixel_ap", "best_dice"):
+    for metric in ("pixel_auroc", "pixel_ap", "dice", "dice_oracle"):
         assert rows[("toy-mean", metric)]["value"] is not None, rows[("toy-mean", metric)]
     assert set(scores.split) == {"val", "test"}
     assert {r["domain"] for r in run["metrics"]} == {"all"}  # folder images carry no stratum
+    # run-level rows: the shortcut floor beside the method, and the method paired against it
+    floor = rows[("shortcut-floor", "auroc")]
+    assert floor["note"].startswith("shortcut floor: input feature")
+    delta = rows[("toy-mean", "auroc_delta")]
+    assert delta["other"] == "shortcut-floor" and delta["p_value"] is not None
+    assert delta["value"] == pytest.approx(rows[("toy-mean", "auroc")]["value"] - floor["value"])
+    assert json.loads((folder / "eda" / "eda.json").read_text())["input_audit"]["n"] == info["dataset"]["n_images"]
 
     curves = json.loads((folder / "methods/toy-mean/curves.json").read_text())
     assert curves["loss"] == [1.0, 0.5]
@@ -105,7 +112,7 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     assert ex["tumor_mask"].dtype == bool and "tumor_translated" not in ex
     # best tumor example has the highest score
     assert ex["tumor_scores"][0] == test[test.label == 1].score.max()
-    assert "toy-mean" in capsys.readouterr().out
+    assert "toy-mean" in (out := capsys.readouterr().out) and "shortcut-floor" in out
 
 
 def test_failing_method_is_recorded_and_others_complete(dataset, tmp_path, fast_eda):
