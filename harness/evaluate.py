@@ -18,10 +18,9 @@ from harness.data.input_audit import choose_feature, input_features
 from harness.metrics.detection import (Estimate, choose_dice_threshold, dice_at_threshold, image_detection,
                                        pixel_detection)
 from harness.metrics.paired import PAIRED_METRICS, paired_rows
-from harness.results import SCORES_COLUMNS, STRATUM_PREFIX, metric_row
+from harness.results import FLOOR_METHOD, SCORES_COLUMNS, STRATUM_PREFIX, metric_row
 
 EXAMPLES_PER_KIND = 4  # best and worst cases per domain in examples/<method>.npz
-FLOOR_METHOD = "shortcut-floor"  # the metrics rows of the strongest input feature, beside the methods
 
 
 def check_output(method: str, split: str, images: ImageSet, out: ScoreOutput) -> None:

@@ -26,6 +26,7 @@ ROW_KEYS = ("method", "split", "domain", "metric", "feature_space", "value", "st
             "ci_low", "ci_high", "n", "note", "other", "p_value")
 SCORES_COLUMNS = ("method", "split", "id", "label", "score")
 STRATUM_PREFIX = "stratum:"  # domain of detection rows measured on one acquisition stratum
+FLOOR_METHOD = "shortcut-floor"  # method of the rows of the strongest input feature (the shortcut floor)
 
 
 class SchemaError(ValueError):

@@ -147,3 +147,20 @@ def test_runs_on_different_splits_cannot_be_paired(tmp_path):
     _write_run(tmp_path / "rb", "rb", "h2", _scores_frame(labels, {"m": b}))
     paired = paired_runs(tmp_path / "ra", tmp_path / "rb")
     assert paired.deltas == {} and "split hashes differ (h1 vs h2)" in paired.reason
+
+
+def test_compare_page_shows_the_paired_table_or_why_there_is_none(tmp_path):
+    from reports.compare import compare_page
+    from reports.reader import read_run
+
+    labels, a, b, groups = _subject_case()
+    _write_run(tmp_path / "ra", "ra", "h1", _scores_frame(labels, {"m": a}), groups)
+    _write_run(tmp_path / "rb", "rb", "h1", _scores_frame(labels, {"m": b}), groups)
+    _write_run(tmp_path / "rc", "rc", "h2", _scores_frame(labels, {"m": b}), groups)
+    ra, rb, rc = (read_run(tmp_path / n) for n in ("ra", "rb", "rc"))
+    page = compare_page(ra, rb, (False, False), paired_runs(tmp_path / "ra", tmp_path / "rb"))
+    d = _by(paired_runs(tmp_path / "ra", tmp_path / "rb").deltas["m"])["auroc"]
+    assert "## Paired on the shared test images" in page
+    assert f"| m | AUROC | {d.a:.3f} | {d.b:.3f} | {d.delta:.4f} [{d.ci_low:.4f}, {d.ci_high:.4f}] |" in page
+    page = compare_page(ra, rc, (False, False), paired_runs(tmp_path / "ra", tmp_path / "rc"))
+    assert "These runs cannot be paired: their split hashes differ" in page and "h1 vs h2" in page
