@@ -456,7 +456,7 @@ class Runner:
         from harness.data.eda import add_input_audit
 
         try:
-            add_input_audit(self.folder.file("eda/eda.json"), self.sets, self.positions)
+            add_input_audit(self.folder.file("eda/eda.json"), self.sets, self.positions, self.strata)
         except Exception as exc:
             self.info["notes"].append(f"input audit failed: {type(exc).__name__}: {exc}")
             self.logger.warning("input audit failed; the run goes on", exc_info=True)

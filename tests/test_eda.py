@@ -439,3 +439,17 @@ def test_shortcut_floor_chooses_its_feature_and_direction_on_validation() -> Non
     one_class = _imageset([0] * 6, prefix="val")
     rows, scores = shortcut_floor(one_class, test, {}, None, MetricSettings(bootstrap=50), seed=0)
     assert rows[0]["value"] is None and rows[0]["note"].startswith("not computed") and scores.empty
+
+
+def test_input_audit_finds_a_cue_that_pooling_over_strata_dilutes() -> None:
+    labels = [1, 0] * 30
+    cued = _imageset(labels, shift=0.05, prefix="flair")  # the cue lives in one sequence only
+    plain = [_imageset(labels, seed=s, prefix=p) for s, p in ((1, "t1"), (2, "t2"), (3, "t1c"))]
+    sets = {"a": cued, **{f"b{k}": s for k, s in enumerate(plain)}}
+    strata = {i: ("FLAIR" if i.startswith("flair") else "other") for s in sets.values() for i in s.ids}
+    audit = input_audit(sets, None, strata)
+    median = _audit_features(audit)["median"]
+    assert median["by_stratum"]["FLAIR"]["auroc"] == pytest.approx(1.0)
+    assert not median["by_stratum"]["other"]["flagged"]
+    assert audit["flagged_within_stratum"][0].startswith("median in FLAIR")
+    assert "within one stratum: median in FLAIR" in audit["verdict"]

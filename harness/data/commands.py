@@ -71,14 +71,16 @@ def _print_subjects_and_strata(source: DataSource, split: Split) -> None:
 
 def eda_command(args: argparse.Namespace) -> int:
     from harness.data.eda import run_eda
+    from harness.data.input_audit import load_inputs
 
     source, split = _open(args)
     out = Path(args.out)
-    report = run_eda(source, split, out)
+    report = run_eda(source, split, out, inputs=load_inputs(source, split))  # audit what methods see, too
     print(f"dataset: {source.name} ({source.root}), {len(source.records)} images, "
           f"{len(source.skipped)} skipped; split hash: {split.hash}")
     print(f"EDA written to {out}/ (eda.json and figures)")
-    flagged = [f for f in _audit_features(report.get("shortcut_audit")) if f.get("flagged")]
+    flagged = [f for key in ("shortcut_audit", "input_audit") for f in _audit_features(report.get(key))
+               if f.get("flagged")]
     for f in flagged:
         print(f"shortcut flag: {f['feature']} alone separates the labels (AUROC {f['auroc']:.3f})")
     if not flagged:

@@ -35,7 +35,8 @@ and returns the same dict. Its keys (stable; ``null`` where a value cannot be co
 - ``shortcut_audit``: see ``shortcut_audit`` below.
 - ``input_audit``: the same audit on the images as methods receive them (after loading and
   per-image scaling, inside the brain mask: median, IQR, brain area, sharpness, noise, axial
-  position), plus ``n``, ``splits`` {split: n} and ``image_size``; see
+  position), per feature also ``by_stratum`` when the images carry two or more acquisition
+  strata, plus ``n``, ``splits`` {split: n}, ``image_size``, ``flagged_within_stratum``; see
   :mod:`harness.data.input_audit`. Without loaded images its ``verdict`` says "not computed"
   (a run fills it in with :func:`add_input_audit` once it has loaded its splits).
 - ``figures``: the PNG file names written into ``out_dir``.
@@ -124,7 +125,7 @@ def run_eda(source: DataSource, split: Split | None, out_dir: Path, progress: bo
     report["load_failures"] = sample.failures
     report["sample_ids"] = sample.grid_ids
     report["shortcut_audit"] = shortcut_audit(records)
-    report["input_audit"] = _input_audit(inputs, axial_positions(records))
+    report["input_audit"] = _input_audit(inputs, axial_positions(records), {r.id: r.stratum for r in records})
     report["figures"] = eda_figures.write_figures(report, records, sample, out_dir)
     report = _jsonable(report)
     write_json_atomic(out_dir / "eda.json", report)
@@ -200,20 +201,22 @@ def shortcut_audit(records: Sequence[Record], positive_label: str = POSITIVE_LAB
     return audit
 
 
-def _input_audit(inputs: Mapping[str, ImageSet] | None, positions: Mapping[str, float]) -> dict[str, Any]:
+def _input_audit(inputs: Mapping[str, ImageSet] | None, positions: Mapping[str, float],
+                 strata: Mapping[str, str] | None) -> dict[str, Any]:
     from harness.data.input_audit import input_audit
 
     if inputs is None:
         return {"threshold": SHORTCUT_THRESHOLD, "features": [], "flagged": [],
                 "verdict": "not computed: the images were not loaded (a run adds it once its splits are loaded)"}
-    return input_audit(inputs, positions)
+    return input_audit(inputs, positions, strata)
 
 
-def add_input_audit(eda_json: Path, inputs: Mapping[str, ImageSet], positions: Mapping[str, float]) -> dict[str, Any]:
+def add_input_audit(eda_json: Path, inputs: Mapping[str, ImageSet], positions: Mapping[str, float],
+                    strata: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Put the input audit of the loaded splits into eda.json (a run writes the EDA before it
     loads the images); returns the audit."""
     report = json.loads(Path(eda_json).read_text(encoding="utf-8")) if Path(eda_json).is_file() else {}
-    report["input_audit"] = _jsonable(_input_audit(inputs, positions))
+    report["input_audit"] = _jsonable(_input_audit(inputs, positions, strata))
     write_json_atomic(Path(eda_json), report)
     return report["input_audit"]
 

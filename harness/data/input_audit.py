@@ -98,9 +98,22 @@ def load_inputs(source, split, size: int = AUDIT_SIZE, progress: bool = True) ->
     return {which: load_imageset(source, split, which, size, progress) for which in SPLITS}
 
 
-def input_audit(sets: Mapping[str, ImageSet], positions: Mapping[str, float] | None = None) -> dict:
+def _by_stratum(name: str, labels: np.ndarray, x: np.ndarray, strata: np.ndarray) -> dict[str, dict]:
+    """The feature's audit row within each named stratum (e.g. MRI sequence)."""
+    out = {}
+    for stratum in sorted(set(strata.tolist()) - {""}):
+        members = (strata == stratum) & np.isfinite(x)
+        entry = auroc_entry(name, labels[members], x[members])
+        out[stratum] = {k: entry[k] for k in ("n", "auroc", "strength", "flagged")}
+    return out
+
+
+def input_audit(sets: Mapping[str, ImageSet], positions: Mapping[str, float] | None = None,
+                strata: Mapping[str, str] | None = None) -> dict:
     """The ``input_audit`` section of eda.json: per feature, the AUROC of the label over every
-    image of ``sets`` pooled, its strength, flag, and the median per label."""
+    image of ``sets`` pooled, its strength, flag and the median per label; with ``strata`` (image
+    id -> acquisition stratum, two or more of them) the same per stratum, because a cue that
+    pooling over sequences dilutes is still there for a model that can tell the sequence."""
     sets = {name: s for name, s in sets.items() if len(s)}
     labels = np.concatenate([s.labels.numpy() for s in sets.values()]) if sets else np.zeros(0, int)
     audit: dict = {"threshold": SHORTCUT_THRESHOLD, "positive_label": POSITIVE_LABEL, "n": int(labels.size),
@@ -111,6 +124,10 @@ def input_audit(sets: Mapping[str, ImageSet], positions: Mapping[str, float] | N
         audit["verdict"] = "not applicable: needs images of both labels"
         return audit
     per_set = [input_features(s, positions) for s in sets.values()]
+    ids = [i for s in sets.values() for i in s.ids]
+    stratum_of = np.array([(strata or {}).get(i, "") for i in ids], dtype=str)
+    split_by_stratum = len(set(stratum_of.tolist()) - {""}) >= 2
+    within: list[tuple[float, str]] = []
     for name in FEATURES:
         x = np.concatenate([f[name] for f in per_set])
         keep = np.isfinite(x)
@@ -121,7 +138,12 @@ def input_audit(sets: Mapping[str, ImageSet], positions: Mapping[str, float] | N
         missing = int((~keep).sum())
         if 0 < missing < x.size:
             entry["note"] = f"missing for {missing} images" if not entry["note"] else f"{entry['note']}; missing for {missing} images"
+        if split_by_stratum:
+            entry["by_stratum"] = _by_stratum(name, labels, x, stratum_of)
+            within += [(e["strength"], f"{name} in {stratum} (AUROC {e['auroc']:.2f})")
+                       for stratum, e in entry["by_stratum"].items() if e["flagged"]]
         audit["features"].append(entry)
+    audit["flagged_within_stratum"] = [text for _, text in sorted(within, key=lambda t: -t[0])]
     flagged = sorted((f for f in audit["features"] if f["flagged"]), key=lambda f: -f["strength"])
     audit["flagged"] = [f["feature"] for f in flagged]
     if flagged:
@@ -129,6 +151,8 @@ def input_audit(sets: Mapping[str, ImageSet], positions: Mapping[str, float] | N
         audit["verdict"] = f"{len(flagged)} input feature{'s' if len(flagged) > 1 else ''} flagged: {listed}"
     else:
         audit["verdict"] = "no input feature flagged"
+    if audit["flagged_within_stratum"]:
+        audit["verdict"] += "; within one stratum: " + ", ".join(audit["flagged_within_stratum"])
     return audit
 
 
