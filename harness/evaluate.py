@@ -122,11 +122,11 @@ def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: Met
 
 def shortcut_floor(val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
                    positions: Mapping[str, float] | None, settings: MetricSettings,
-                   seed: int) -> tuple[list[dict], pd.DataFrame]:
+                   seed: int, strata: Mapping[str, str] | None = None) -> tuple[list[dict], pd.DataFrame]:
     """Rows (method :data:`FLOOR_METHOD`) and per-image scores (val and test) of the input feature
     that best separates the labels on validation, its direction chosen there too, scored on test
-    like a method (:mod:`harness.data.input_audit`). A method that does not beat it has not shown
-    that it needs to find the lesion."""
+    like a method (:mod:`harness.data.input_audit`), overall and, with ``strata``, per stratum. A
+    method that does not beat it has not shown that it needs to find the lesion."""
     fv, ft = input_features(val, positions), input_features(test, positions)
     usable = {name: fv[name] for name in fv if np.all(np.isfinite(ft[name]))}  # it must score every test image
     chosen = choose_feature(val.labels.numpy(), usable)
@@ -143,6 +143,8 @@ def shortcut_floor(val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
             f"validation (val AUROC {max(val_auroc, 1 - val_auroc):.3f})")
     rows = [metric_row(FLOOR_METHOD, e.metric, e.value, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n,
                        note=f"{what}; {e.note}" if e.note else what) for e in estimates]
+    rows += stratum_rows(FLOOR_METHOD, val, test, val_out, test_out, [(strata or {}).get(i, "") for i in test.ids],
+                         settings, seed, [subjects.get(i, i) for i in test.ids])
     frames = [score_frame(FLOOR_METHOD, "val", val, val_out), score_frame(FLOOR_METHOD, "test", test, test_out)]
     return rows, pd.concat(frames, ignore_index=True)
 
@@ -153,11 +155,12 @@ def is_comparison_row(row: dict) -> bool:
 
 
 def comparison_rows(scores: pd.DataFrame, val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
-                    positions: Mapping[str, float] | None, settings: MetricSettings, seed: int) -> list[dict]:
+                    positions: Mapping[str, float] | None, settings: MetricSettings, seed: int,
+                    strata: Mapping[str, str] | None = None) -> list[dict]:
     """The run-level rows, computed once all methods ran: the shortcut floor, and the paired
     differences (``auroc_delta``, ``ap_delta``) of every ordered pair among the methods in
     ``scores`` (scores.csv) and the floor, on the same test images and subject resamples."""
-    floor_rows, floor_scores = shortcut_floor(val, test, subjects, positions, settings, seed)
+    floor_rows, floor_scores = shortcut_floor(val, test, subjects, positions, settings, seed, strata)
     frames = [f for f in (scores, floor_scores) if len(f)]
     both = pd.concat(frames, ignore_index=True) if frames else scores
     return floor_rows + paired_rows(both, subjects, settings, seed)

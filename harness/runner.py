@@ -461,7 +461,7 @@ class Runner:
             self.info["notes"].append(f"input audit failed: {type(exc).__name__}: {exc}")
             self.logger.warning("input audit failed; the run goes on", exc_info=True)
         rows = comparison_rows(self.scores, self.sets["val"], self.sets["test"], self.subjects, self.positions,
-                               self.config.profile.metrics, self.config.seed)
+                               self.config.profile.metrics, self.config.seed, self.strata)
         self.metrics = [r for r in self.metrics if not is_comparison_row(r)] + rows
         self._save_results()
 

@@ -430,8 +430,10 @@ def test_shortcut_floor_chooses_its_feature_and_direction_on_validation() -> Non
     val = _imageset(labels, shift=-0.05, seed=1, prefix="val")  # on validation tumor is darker
     test = _imageset(labels, shift=-0.05, seed=2, prefix="test")
     positions = {i: float(k % 2) for k, i in enumerate(test.ids)}  # a perfect cue on test only
-    rows, scores = shortcut_floor(val, test, {}, positions, MetricSettings(bootstrap=50), seed=0)
-    by = {r["metric"]: r for r in rows}
+    strata = {i: "T1" if k % 4 < 2 else "T2" for k, i in enumerate(test.ids)}
+    rows, scores = shortcut_floor(val, test, {}, positions, MetricSettings(bootstrap=50), seed=0, strata=strata)
+    assert {r["domain"] for r in rows} == {"all", "stratum:T1", "stratum:T2"}  # beside the methods' strata
+    by = {r["metric"]: r for r in rows if r["domain"] == "all"}
     assert {r["method"] for r in rows} == {FLOOR_METHOD}
     assert by["auroc"]["value"] == pytest.approx(1.0)  # lower median = tumor, learnt on validation
     assert "median, lower = tumor, chosen on validation" in by["auroc"]["note"]
