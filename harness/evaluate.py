@@ -6,7 +6,7 @@ by the method, so all methods are measured the same way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from harness.config import MetricSettings
 from harness.data.input_audit import choose_feature, input_features
 from harness.metrics.detection import (Estimate, choose_dice_threshold, dice_at_threshold, image_detection,
                                        pixel_detection)
+from harness.metrics.generative import Translations
 from harness.metrics.paired import PAIRED_METRICS, paired_rows
 from harness.results import FLOOR_METHOD, SCORES_COLUMNS, STRATUM_PREFIX, metric_row
 
@@ -202,16 +203,28 @@ def example_arrays(method: Method, test: ImageSet, test_out: ScoreOutput,
     return arrays
 
 
-def translate_test(method: Method, test: ImageSet) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Real test images per domain and the other domain's test images translated into it."""
-    real = {TUMOR: test.of_label(1).images, NO_TUMOR: test.of_label(0).images}
-    translated = {}
+def translate_test(method: Method, test: ImageSet, groups: Sequence[str] | None = None) -> Translations:
+    """For each domain the method translates into (``Method.translates_to``): the real test images
+    of that domain and the other domain's test images translated into it, each with its subject
+    group (``groups``, one per test image, e.g. ``subject_halves.subject_groups``; None: every
+    image is its own subject, as in folder datasets without subject ids)."""
+    groups = list(test.ids) if groups is None else [str(g) for g in groups]
+    if len(groups) != len(test):
+        raise ValueError(f"{len(groups)} subject groups for {len(test)} test images")
+    members = {label: torch.nonzero(test.labels == i).flatten() for i, label in enumerate(LABELS)}
+    real = {d: test.images[idx] for d, idx in members.items()}
+    real_groups = {d: [groups[i] for i in idx.tolist()] for d, idx in members.items()}
+    translated, source_groups = {}, {}
     with torch.no_grad():
-        for domain, source in ((TUMOR, real[NO_TUMOR]), (NO_TUMOR, real[TUMOR])):
-            if len(source):
-                moved = method.translate(source, domain).detach().float().cpu()
-                if moved.shape != source.shape:
-                    raise ValueError(f"{method.name}.translate returned shape {tuple(moved.shape)} "
-                                     f"for input {tuple(source.shape)}")
-                translated[domain] = moved.clamp(0, 1)
-    return real, translated
+        for domain in (TUMOR, NO_TUMOR):
+            if domain not in method.translates_to:
+                continue
+            source = NO_TUMOR if domain == TUMOR else TUMOR
+            images = real[source]
+            moved = method.translate(images, domain).detach().float().cpu() if len(images) else images.clone()
+            if moved.shape != images.shape:
+                raise ValueError(f"{method.name}.translate returned shape {tuple(moved.shape)} "
+                                 f"for input {tuple(images.shape)}")
+            translated[domain] = moved.clamp(0, 1)
+            source_groups[domain] = real_groups[source]
+    return Translations(real, translated, real_groups, source_groups)

@@ -256,11 +256,16 @@ def upgrade_run(run: dict[str, Any]) -> dict[str, Any]:
 
 def _current_row(row: dict[str, Any]) -> dict[str, Any]:
     """Rows written before paired rows and the honest Dice: every key present, and the old
-    ``best_dice`` (an oracle, its threshold chosen on test) under its current name."""
+    ``best_dice`` (an oracle, its threshold chosen on test) under its current name; the old
+    ``isc`` is ``is`` (in an MRI space it was a 2-class IS, which has no direction)."""
     row = {**dict.fromkeys(ROW_KEYS), **row}
     if row["metric"] == "best_dice":
         note = row.get("note")
         row.update(metric="dice_oracle", note=f"threshold chosen on test: {note}" if note else "threshold chosen on test")
+    elif row["metric"] == "isc":
+        old = "" if row["feature_space"] == "inception-v3" else \
+            "2-class IS of the MRI classifier (no direction: replaced by target_rate); "
+        row.update(metric="is", note=f"{old}{row.get('note') or ''}" or None)
     return row
 
 

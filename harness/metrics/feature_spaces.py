@@ -1,23 +1,25 @@
-"""The two feature spaces FID/IS/KID are computed in, as torch-fidelity feature extractors.
+"""The feature spaces FID/IS/KID and target rates are computed in, as torch-fidelity extractors.
 
 * ``inception-v3``: torch-fidelity's own TF-compatible Inception-v3, always given a local
-  weights file (never downloaded at run time).
-* ``mri-resnet18``: the harness's ResNet18 classifier trained on the split, registered with
-  torch-fidelity. ImageNet features know nothing of MRI; a domain classifier's penultimate
-  features do, so both are reported. Its numbers are comparable only between runs that used
-  the same checkpoint, so the checkpoint's SHA-256 travels with every row.
+  weights file (never downloaded at run time). It receives uint8 images at their own size and
+  resizes them to 299 px itself (TF1-compatible bilinear), exactly as ``calculate_metrics`` does.
+* ``mri-<method>``: the network of a method with the ``features`` capability (e.g. the run's
+  ResNet18 classifier), handed over as an ``nn.Module`` mapping (N,1,H,W) images in [0,1] to
+  ``(features, logits)``; it is wrapped and registered with torch-fidelity. ImageNet features
+  know nothing of MRI; a domain classifier's do. Its numbers compare only between runs with the
+  same checkpoint, so the checkpoint's SHA-256 travels with every row and every cache key.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from unittest import mock
 
 import torch
-import torch.nn.functional as F
 import torch_fidelity
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch_fidelity import FeatureExtractorBase
@@ -25,79 +27,62 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from harness.metrics.weights import find_inception_weights, inception_missing_reason
-from harness.models import build_resnet18_classifier, file_sha256, standardize
+from harness.models import file_sha256
 
 INCEPTION_SPACE = "inception-v3"
-MRI_SPACE = "mri-resnet18"
 INCEPTION_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's registered name
-MRI_EXTRACTOR = "harness-mri-resnet18"
-INCEPTION_INPUT_SIZE = tf_inception.FeatureExtractorInceptionV3.INPUT_IMAGE_SIZE
-MRI_NORMALIZATION = "per-image-zscore"  # harness.models.standardize, what the classifier trains on
+MRI_EXTRACTOR = "harness-mri-module"  # the wrapper below, in torch-fidelity's registry
+MRI_FEATURES, MRI_LOGITS = "features", "logits"
 
 
 class FeatureSpaceUnavailable(Exception):
     """A feature space that cannot be used in this run; the message goes into the row note."""
 
 
-def load_mri_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], int]:
-    """Read ``{"model": state_dict, "image_size": int[, "normalization": "per-image-zscore"]}``
-    (the resnet18 baseline's ``best.pt``); a clear ValueError on anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"MRI extractor checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(f"MRI extractor checkpoint {path} is unreadable: {exc}") from exc
-    if not isinstance(payload, dict) or "model" not in payload or "image_size" not in payload:
-        raise ValueError(f"MRI extractor checkpoint {path} must hold 'model' (ResNet18 state_dict) "
-                         f"and 'image_size'")
-    size = payload["image_size"]
-    if not isinstance(size, int) or size < 8:
-        raise ValueError(f"MRI extractor checkpoint {path}: bad image_size {size!r}")
-    norm = payload.get("normalization", MRI_NORMALIZATION)
-    if norm != MRI_NORMALIZATION:
-        raise ValueError(f"MRI extractor checkpoint {path}: unsupported normalization {norm!r} "
-                         f"(expected {MRI_NORMALIZATION!r})")
-    return payload["model"], size
+@dataclass(frozen=True)
+class MRIExtractor:
+    """The run's MRI-domain network and what identifies it.
 
-
-class MRIResNet18Extractor(FeatureExtractorBase):
-    """ResNet18 classifier features for torch-fidelity: ``"512"`` (global-pooled penultimate
-    layer, for FID/KID) and ``"logits"`` (2-class, with bias, so IS uses the classifier's own
-    tumor/no-tumor posterior).
-
-    Takes torch-fidelity's uint8 Bx3xHxW batches, averages the channels back to one, scales to
-    [0, 1], resizes to the checkpoint's image size and z-scores each image, exactly as the
-    resnet18 baseline prepares its input (``baselines.resnet18.preprocess``).
+    ``module`` maps (N,1,H,W) floats in [0,1] at any size to ``(features (N,D), logits (N,2))``
+    (logit 1 = tumor), in eval mode (``Method.feature_extractor``). ``space`` is the rows'
+    ``feature_space`` (``f"mri-{method}"``); ``fingerprint`` the checkpoint's SHA-256, which keys
+    the feature cache and goes into every note. ``val_images``/``val_labels`` (1 = tumor) are the
+    real validation images on which the classifier's threshold for ``target_rate`` is fixed.
     """
 
-    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None,
+    module: torch.nn.Module
+    space: str
+    fingerprint: str
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+
+
+class MRIModuleExtractor(FeatureExtractorBase):
+    """torch-fidelity wrapper of an :class:`MRIExtractor` module (``mri_module=`` keyword).
+
+    Takes torch-fidelity's uint8 Bx3xHxW batches, averages the channels back to one and scales
+    to [0,1]; the module does its own resizing and normalisation. Batches are moved to the
+    module's device here, so any CUDA device works.
+    """
+
+    def __init__(self, name: str, features_list: list[str], mri_module: torch.nn.Module | None = None,
                  **kwargs) -> None:
         super().__init__(name, features_list)
-        if feature_extractor_weights_path is None:
-            raise ValueError(f"{name} needs feature_extractor_weights_path (a ResNet18 classifier checkpoint)")
-        state, self.image_size = load_mri_checkpoint(feature_extractor_weights_path)
-        self.net = build_resnet18_classifier()
-        try:
-            self.net.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"checkpoint {feature_extractor_weights_path} is not a harness ResNet18 "
-                             f"classifier: {exc}") from exc
-        self.requires_grad_(False)
-        self.eval()
+        if mri_module is None:
+            raise ValueError(f"{name} needs mri_module= (a Method.feature_extractor network)")
+        self.module = mri_module
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:
-        return "512", "logits"
+        return MRI_FEATURES, MRI_LOGITS
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
-        return {"isc": "logits", "fid": "512", "kid": "512", "prc": "512"}[metric]
+        return {"isc": MRI_LOGITS, "fid": MRI_FEATURES, "kid": MRI_FEATURES, "prc": MRI_FEATURES}[metric]
 
     @staticmethod
     def can_be_compiled() -> bool:
-        return True
+        return False
 
     @staticmethod
     def get_dummy_input_for_compile() -> torch.Tensor:
@@ -106,56 +91,40 @@ class MRIResNet18Extractor(FeatureExtractorBase):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected uint8 Bx3xHxW images, got {x.dtype} {tuple(x.shape)}")
-        x = x.float().mean(dim=1, keepdim=True) / 255.0
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True).clamp(0, 1)
-        x = standardize(x)
-        n = self.net
-        x = n.maxpool(n.relu(n.bn1(n.conv1(x))))
-        x = n.layer4(n.layer3(n.layer2(n.layer1(x))))
-        pooled = torch.flatten(n.avgpool(x), 1)
-        out = {"512": pooled, "logits": n.fc(pooled)}
-        return tuple(out[k] for k in self.features_list)
+        param = next(self.module.parameters(), None)
+        device = param.device if param is not None else x.device
+        images = x.to(device).float().mean(dim=1, keepdim=True) / 255.0
+        out = self.module(images)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise ValueError(f"the MRI feature module must return (features, logits), got {type(out).__name__}")
+        feats, logits = (t.float() for t in out)
+        n = images.shape[0]
+        if feats.dim() != 2 or feats.shape[0] != n or logits.shape != (n, 2):
+            raise ValueError(f"the MRI feature module returned features {tuple(feats.shape)} and logits "
+                             f"{tuple(logits.shape)} for {n} images; expected (N, D) and (N, 2)")
+        named = {MRI_FEATURES: feats, MRI_LOGITS: logits}
+        return tuple(named[k] for k in self.features_list)
 
 
 def ensure_registered() -> None:
-    """Register the MRI extractor with torch-fidelity once per process."""
+    """Register the MRI wrapper with torch-fidelity once per process."""
     if MRI_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
-        torch_fidelity.register_feature_extractor(MRI_EXTRACTOR, MRIResNet18Extractor)
+        torch_fidelity.register_feature_extractor(MRI_EXTRACTOR, MRIModuleExtractor)
 
 
 @dataclass(frozen=True)
 class FeatureSpace:
-    """A resolved, usable feature space: which extractor, which weights, what input size."""
+    """A usable feature space: its row id, note text, cache identity and how to build it."""
 
-    id: str  # "inception-v3" | "mri-resnet18" (the rows' feature_space)
-    extractor: str  # torch-fidelity registry name
-    weights_path: Path
-    weights_sha256: str  # full hex digest
-    input_size: int  # images are resized to this before uint8 quantisation
-
-    @property
-    def description(self) -> str:
-        """Goes into every row's note: numbers compare only within one extractor + weights."""
-        return f"extractor {self.id} sha256 {self.weights_sha256[:12]}"
-
-    @property
-    def fingerprint(self) -> str:
-        """Everything extracted features depend on (the feature cache key's first part)."""
-        return (f"{self.id}|{self.extractor}|{self.weights_sha256}|{self.input_size}|"
-                f"torch-fidelity {torch_fidelity.__version__}|float32")
+    id: str  # the rows' feature_space
+    description: str  # goes into every row's note: numbers compare only within one extractor
+    fingerprint: str  # everything extracted features depend on besides the pixels (cache key)
+    extractor: str  # torch-fidelity registry name (for its default layers)
+    metrics: tuple[str, ...]  # the metric rows this space reports
+    build: Callable[[list[str], torch.device], FeatureExtractorBase] = field(compare=False, repr=False)
 
     def layer(self, metric: str) -> str:
         return FEATURE_EXTRACTORS_REGISTRY[self.extractor].get_default_feature_layer_for_metric(metric)
-
-    def create_extractor(self, layers: list[str], device: torch.device) -> FeatureExtractorBase:
-        """Build the extractor the way torch-fidelity does, from the local weights file only."""
-        with _no_download():
-            return create_feature_extractor(
-                self.extractor, list(layers), cuda=device.type == "cuda",
-                feature_extractor_weights_path=str(self.weights_path), verbose=False,
-            )
 
 
 @contextlib.contextmanager
@@ -180,23 +149,53 @@ def _sha256(path: Path) -> str:
     return _SHA_CACHE[key]
 
 
+def _fidelity_tag() -> str:
+    return f"torch-fidelity {torch_fidelity.__version__}|float32"
+
+
 def resolve_inception(explicit: str | None) -> FeatureSpace:
     """The Inception space from a local file, or FeatureSpaceUnavailable saying how to get one."""
     path, _ = find_inception_weights(explicit)
     if path is None:
         raise FeatureSpaceUnavailable(inception_missing_reason(explicit))
-    return FeatureSpace(INCEPTION_SPACE, INCEPTION_EXTRACTOR, path, _sha256(path), INCEPTION_INPUT_SIZE)
+    sha = _sha256(path)
+
+    def build(layers: list[str], device: torch.device) -> FeatureExtractorBase:
+        try:
+            with _no_download():
+                return create_feature_extractor(INCEPTION_EXTRACTOR, list(layers), cuda=device.type == "cuda",
+                                                feature_extractor_weights_path=str(path), verbose=False)
+        except Exception as exc:  # a corrupt or foreign weights file is a missing feature space
+            raise FeatureSpaceUnavailable(f"could not load {INCEPTION_SPACE} weights {path}: "
+                                          f"{type(exc).__name__}: {exc}") from exc
+
+    return FeatureSpace(INCEPTION_SPACE, f"extractor {INCEPTION_SPACE} sha256 {sha[:12]}",
+                        f"{INCEPTION_SPACE}|{INCEPTION_EXTRACTOR}|{sha}|{_fidelity_tag()}", INCEPTION_EXTRACTOR,
+                        ("fid", "is", "kid", "fid_reference", "fid_relative"), build)
 
 
-def resolve_mri(checkpoint: str | None) -> FeatureSpace:
-    """The MRI space from the ResNet18 checkpoint, or FeatureSpaceUnavailable with the reason."""
-    if checkpoint is None:
-        raise FeatureSpaceUnavailable("no MRI-domain extractor: no ResNet18 classifier checkpoint "
-                                      "was given (the resnet18 method must run first)")
-    try:
-        _, size = load_mri_checkpoint(checkpoint)
-    except ValueError as exc:
-        raise FeatureSpaceUnavailable(str(exc)) from exc
+def module_sha256(module: torch.nn.Module) -> str:
+    """SHA-256 of a module's parameters and buffers (names, shapes, dtypes, values): the feature
+    cache must never serve features of other weights under a fingerprint the caller reused."""
+    h = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def mri_space(mri: MRIExtractor) -> FeatureSpace:
+    """The MRI-domain space of ``mri``'s module, wrapped for torch-fidelity."""
     ensure_registered()
-    path = Path(checkpoint)
-    return FeatureSpace(MRI_SPACE, MRI_EXTRACTOR, path, _sha256(path), size)
+    weights = module_sha256(mri.module)
+
+    def build(layers: list[str], device: torch.device) -> FeatureExtractorBase:
+        extractor = MRIModuleExtractor(MRI_EXTRACTOR, list(layers), mri_module=mri.module)
+        extractor.requires_grad_(False)
+        return extractor.eval()
+
+    return FeatureSpace(mri.space, f"extractor {mri.space} sha256 {mri.fingerprint[:12]}",
+                        f"{mri.space}|{MRI_EXTRACTOR}|{mri.fingerprint}|{weights}|{_fidelity_tag()}", MRI_EXTRACTOR,
+                        ("fid", "kid", "fid_reference", "fid_relative", "target_rate", "target_rate_real"),
+                        build)

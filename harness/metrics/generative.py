@@ -1,28 +1,37 @@
-"""Per-domain FID, IS and KID of translated images, through torch-fidelity.
+"""Per-domain FID, IS, KID, reference FID and target rate of translated images, via torch-fidelity.
 
 For each domain d (tumor, no_tumor) the real test images of d are compared with the test
 images of the other domain translated into d, in each feature space (Inception-v3 and the
-MRI-domain ResNet18). Features come from torch-fidelity's own extraction loop and extractors;
-FID, KID and IS come from torch-fidelity's own functions on those features. Working at the
-feature level (instead of ``calculate_metrics``, which recomputes everything from its inputs)
-lets real-image features be cached by content hash, and lets one extraction serve the full
-comparison, the real-vs-real reference and the size-matched relative distance.
-``tests/test_generative_metrics.py`` checks the numbers equal ``calculate_metrics``'s.
+MRI-domain network). Features come from torch-fidelity's own extraction loop and extractors;
+FID, KID and IS from torch-fidelity's own functions on those features, so real-image features
+can be cached by content and one extraction serves every row.
 
-Scale. FID is biased upward at small sample sizes (the covariance of n < 2048 Inception
-features is rank-deficient), so it is only comparable between runs with equal n. KID is
-unbiased. To judge scale, each domain also gets ``fid_reference``: FID between two disjoint,
-seeded halves (h images each) of the real images; and ``fid_relative`` (Woodland et al.,
-MICCAI 2024): FID(real half A, h seeded translated images) / fid_reference, both at sample
-size h so their bias matches. 1 means "as far from the real images as real images are from
-each other".
+What makes the numbers comparable (docs/results-schema.md, README "Metrics"):
+
+* **Same resolution path.** A method that translates at a working size below the evaluation
+  size returns upsampled images; the real images are taken down to that size and back up the
+  same way (antialiased bilinear), so the distance measures translation, not lost resolution.
+* **Equal n.** ``fid``, ``kid`` and ``is`` use one seeded subsample of n images per set, n the
+  smallest of the four counts (real and translated, both domains): FID is biased by n, and the
+  tumor and no_tumor rows sit side by side.
+* **Subject-disjoint reference.** ``fid_reference`` is the mean ± sd over seeded partitions of
+  the real images into halves that share no subject (:mod:`harness.metrics.subject_halves`),
+  each half subsampled to h images (equal across domains); ``fid_relative`` (Woodland et al.,
+  MICCAI 2024) = mean FID(real half A, h translated) / that mean, so 1 means "as far from the
+  real images as real images of other subjects are".
+* **Inception input.** uint8 images at their own size go through torch-fidelity's own
+  TF1-compatible resize to 299 px; nothing is resized before it.
+* **A rate with a direction.** The MRI space reports ``target_rate`` (:mod:`.target_rate`)
+  instead of a 2-class IS.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +46,23 @@ from torch_fidelity.utils import get_featuresdict_from_dataset
 from harness.config import MetricSettings
 from harness.metrics.feature_cache import FeatureCache, FeatureDict, cache_key
 from harness.metrics.feature_spaces import (
-    INCEPTION_SPACE, MRI_SPACE, FeatureSpace, FeatureSpaceUnavailable, resolve_inception, resolve_mri,
+    INCEPTION_SPACE, FeatureSpace, FeatureSpaceUnavailable, MRIExtractor, mri_space, resolve_inception,
 )
+from harness.metrics.subject_halves import Halves, subject_halves
+from harness.metrics.target_rate import target_rate, validation_threshold
+from harness.results import metric_row
 
 DOMAINS = ("tumor", "no_tumor")
-METRICS = ("fid", "isc", "kid", "fid_reference", "fid_relative")
+INCEPTION_METRICS = ("fid", "is", "kid", "fid_reference", "fid_relative")
+MRI_METRICS = ("fid", "kid", "fid_reference", "fid_relative", "target_rate", "target_rate_real")
+MRI_MISSING_SPACE = "mri"  # feature_space of the MRI rows when no MRI network was given
 MIN_IMAGES = 2  # a covariance, a KID subset and an IS split all need at least two
+REFERENCE_PARTITIONS = 5
 BATCH_SIZE = 32
 
 
 class UInt8Images(Dataset):
-    """torch-fidelity input: (N, 1, S, S) uint8 held once, served as 3xSxS (gray repeated)."""
+    """torch-fidelity input: (N, 1, H, W) uint8 held once, served as 3xHxW (gray repeated)."""
 
     def __init__(self, images: torch.Tensor) -> None:
         self.images = images
@@ -65,50 +80,89 @@ def image_problem(images: object) -> str | None:
         return "no images"
     if not isinstance(images, torch.Tensor):
         return f"expected a tensor, got {type(images).__name__}"
-    if images.dim() not in (3, 4) or (images.dim() == 4 and images.shape[1] != 1):
+    if images.dim() != 4 or images.shape[1] != 1:
         return f"expected (N,1,H,W) single-channel images, got shape {tuple(images.shape)}"
     if images.numel() and not torch.isfinite(images).all():
         return "images contain NaN or infinite values"
     return None
 
 
-def to_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """(N,1,H,W) or (N,H,W) floats in [0,1] -> (N,1,size,size) uint8, resized before quantising
-    so that every run feeds the extractor the same resolution whatever the data's."""
-    problem = image_problem(images)
-    if problem is not None:
-        raise ValueError(problem)
-    x = images.detach().float().cpu()
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    if x.shape[0] and x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """(N,1,H,W) floats in [0,1] -> uint8 at the same size (what both extractors receive)."""
+    return (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def extract_features(extractor: torch.nn.Module, images: torch.Tensor, device: torch.device) -> FeatureDict:
-    """torch-fidelity's own dataset loop (single process: ``save_cpu_ram``) over uint8 images."""
-    return get_featuresdict_from_dataset(UInt8Images(images), extractor, BATCH_SIZE,
-                                         device.type == "cuda", True, False)
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _subsample(images: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
-    if limit <= 0 or images.shape[0] <= limit:
-        return images
-    idx = np.sort(np.random.RandomState(seed).permutation(images.shape[0])[:limit])
-    return images[torch.as_tensor(idx)]
+def resolution_path(images: torch.Tensor, working_size: int | None) -> tuple[torch.Tensor, str]:
+    """Real images through the translating method's resolution (down to its working size and
+    back up, antialiased bilinear) and the note that names the path."""
+    h, w = images.shape[-2:]
+    if not working_size or working_size >= min(h, w):
+        return images, f"resolution: real and translated images at {h}x{w} px"
+    small = _resize(images.float(), (working_size, working_size))
+    return (_resize(small, (h, w)).clamp(0, 1),
+            f"resolution: the method translates at {working_size} px, so real images were taken down to "
+            f"{working_size} px and back up to {h}x{w} px (antialiased bilinear), as its output is")
 
 
-def _row(method: str, domain: str, metric: str, space: str, value: float | None = None,
-         std: float | None = None, n: int | None = None, note: str | None = None) -> dict:
-    if value is not None and not math.isfinite(value):
-        value, std, note = None, None, f"not computed: non-finite result ({note})"
-    return {"method": method, "split": "test", "domain": domain, "metric": metric, "feature_space": space,
-            "value": value, "std": std, "ci_low": None, "ci_high": None, "n": n, "note": note}
+@dataclass
+class _Domain:
+    """One domain's inputs, ready for the extractors."""
+
+    real: torch.Tensor  # uint8 (N,1,H,W), after the resolution path
+    translated: torch.Tensor  # uint8
+    real_groups: np.ndarray  # subject (or duplicate group) of each real image
+    source_groups: np.ndarray  # subject of the source image of each translated image
 
 
-def _unavailable(method: str, domain: str, space: str, reason: str, n: int | None = None) -> list[dict]:
-    return [_row(method, domain, m, space, n=n, note=f"not computed: {reason}") for m in METRICS]
+@dataclass
+class _Plan:
+    """The seeded subsamples shared by every feature space (so spaces compare like with like)."""
+
+    n: int  # equal n of fid, kid, is
+    real_idx: dict[str, np.ndarray]
+    translated_idx: dict[str, np.ndarray]
+    halves: dict[str, list[Halves] | str]  # per domain: partitions, or why there are none
+    h: int  # images per half (equal across domains); 0 when no domain has halves
+    half_idx: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]  # (A, B, translated) per partition
+
+
+def _choose(n_total: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    return np.sort(rng.permutation(n_total)[:k])
+
+
+def _plan(domains: dict[str, _Domain], settings: MetricSettings, seed: int, partitions: int) -> _Plan:
+    limit = settings.generative_max_images or math.inf
+    n = int(min([limit] + [min(len(d.real), len(d.translated)) for d in domains.values()]))
+    real_idx, translated_idx, halves = {}, {}, {}
+    for i, (name, d) in enumerate(domains.items()):
+        real_idx[name] = _choose(len(d.real), n, np.random.default_rng([seed, i, 0]))
+        translated_idx[name] = _choose(len(d.translated), n, np.random.default_rng([seed, i, 1]))
+        try:
+            halves[name] = subject_halves(d.real_groups, partitions, seed)
+        except ValueError as exc:
+            halves[name] = f"real {name} images: {exc}"
+    sizes = [min(len(p.a), len(p.b), len(domains[name].translated))
+             for name, parts in halves.items() if not isinstance(parts, str) for p in parts]
+    h = int(min([limit] + sizes)) if sizes else 0
+    half_idx = {}
+    for i, (name, parts) in enumerate(halves.items()):
+        if isinstance(parts, str) or h < MIN_IMAGES:
+            continue
+        half_idx[name] = []
+        for k, p in enumerate(parts):
+            rng = np.random.default_rng([seed, i, 2, k])
+            half_idx[name].append((p.a[_choose(len(p.a), h, rng)], p.b[_choose(len(p.b), h, rng)],
+                                   _choose(len(domains[name].translated), h, rng)))
+    return _Plan(n, real_idx, translated_idx, halves, h, half_idx)
+
+
+def _take(feats: FeatureDict, idx: np.ndarray) -> FeatureDict:
+    index = torch.as_tensor(idx, dtype=torch.long)
+    return {k: v[index] for k, v in feats.items()}
 
 
 def _fid(feats_a: FeatureDict, feats_b: FeatureDict, layer: str) -> float:
@@ -117,22 +171,26 @@ def _fid(feats_a: FeatureDict, feats_b: FeatureDict, layer: str) -> float:
     return float(fid_statistics_to_metric(stats_a, stats_b, False)[KEY_METRIC_FID])
 
 
-def _take(feats: FeatureDict, idx: np.ndarray) -> FeatureDict:
-    index = torch.as_tensor(idx, dtype=torch.long)
-    return {k: v[index] for k, v in feats.items()}
+def _mean_sd(values: list[float]) -> tuple[float, float | None]:
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
 
-class _DomainEvaluator:
-    """Features and metric rows for one method in one feature space (extractor built lazily)."""
+def _range(values: Sequence[int]) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
+class _SpaceEvaluator:
+    """Features and metric rows of one method in one feature space (extractor built lazily)."""
 
     def __init__(self, method: str, space: FeatureSpace, settings: MetricSettings, device: torch.device,
                  seed: int, cache: FeatureCache, logger: logging.Logger) -> None:
         self.method, self.space, self.settings = method, space, settings
         self.device, self.seed, self.cache, self.logger = device, seed, cache, logger
         self.layers = sorted({space.layer(m) for m in ("fid", "kid", "isc")})
-        self._extractor: torch.nn.Module | None = None
+        self._extractor = None
 
-    def _features(self, images: torch.Tensor, what: str, cached: bool) -> FeatureDict:
+    def features(self, images: torch.Tensor, what: str, cached: bool) -> FeatureDict:
         key = cache_key(self.space.fingerprint, self.layers, images) if cached else None
         if key is not None:
             hit = self.cache.load(key, self.layers)
@@ -141,143 +199,207 @@ class _DomainEvaluator:
                                  images.shape[0], key[:12])
                 return hit
         if self._extractor is None:
-            try:
-                self._extractor = self.space.create_extractor(self.layers, self.device)
-            except Exception as exc:  # a corrupt or foreign weights file is a missing feature space
-                raise FeatureSpaceUnavailable(
-                    f"could not load {self.space.id} weights {self.space.weights_path}: "
-                    f"{type(exc).__name__}: {exc}") from exc
+            self._extractor = self.space.build(self.layers, self.device)
         self.logger.info("extracting %s features (%s, %d images)", what, self.space.id, images.shape[0])
-        feats = extract_features(self._extractor, images, self.device)
+        cuda = self.device.type == "cuda"
+        with torch.cuda.device(self.device) if cuda else contextlib.nullcontext():
+            try:
+                feats = get_featuresdict_from_dataset(UInt8Images(images), self._extractor, BATCH_SIZE,
+                                                      cuda, True, False)
+            except ValueError as exc:  # a feature module that breaks its contract
+                raise FeatureSpaceUnavailable(f"{self.space.id}: {exc}") from exc
         if key is not None:
             self.cache.save(key, feats)
         return feats
 
-    def rows(self, domain: str, real: torch.Tensor, translated: torch.Tensor) -> list[dict]:
-        sid, desc, s = self.space.id, self.space.description, self.settings
-        n_real, n_tr = int(real.shape[0]), int(translated.shape[0])
-        if min(n_real, n_tr) < MIN_IMAGES:
-            return _unavailable(self.method, domain, sid,
-                                f"only {n_real} real and {n_tr} translated {domain} images, "
-                                f"need >= {MIN_IMAGES} of each", n=n_tr)
-        real_u8 = to_uint8(real, self.space.input_size)
-        tr_u8 = to_uint8(translated, self.space.input_size)
-        real_f = self._features(real_u8, f"real {domain}", cached=True)
-        tr_f = self._features(tr_u8, f"translated {domain}", cached=False)
-        fid_layer, kid_layer, isc_layer = (self.space.layer(m) for m in ("fid", "kid", "isc"))
-        sizes = f"n_real={n_real}, n_translated={n_tr}"
-        out: list[dict] = []
+    def _row(self, domain: str, metric: str, value: float | None = None, *, std: float | None = None,
+             ci: tuple[float | None, float | None] = (None, None), n: int | None = None, note: str) -> dict:
+        if value is not None and not math.isfinite(value):
+            value, std, note = None, None, f"not computed: non-finite result ({note})"
+        return metric_row(self.method, metric, value, domain=domain, feature_space=self.space.id, std=std,
+                          ci_low=ci[0], ci_high=ci[1], n=n, note=f"{self.space.description}; {note}")
 
-        fid = _fid(tr_f, real_f, fid_layer)  # argument order as calculate_metrics(input1=translated)
-        out.append(_row(self.method, domain, "fid", sid, fid, n=n_tr,
-                        note=f"{desc}; {sizes}; FID is biased upward at small n: compare only at equal n "
-                             f"(KID is unbiased)"))
-
-        splits = min(s.isc_splits, n_tr)
-        isc_range = "; a 2-class posterior bounds IS to [1, 2]" if sid == MRI_SPACE else ""
-        isc = isc_featuresdict_to_metric(tr_f, isc_layer, isc_splits=splits, samples_shuffle=True,
-                                         rng_seed=self.seed, verbose=False)
-        out.append(_row(self.method, domain, "isc", sid, isc[KEY_METRIC_ISC_MEAN], isc[KEY_METRIC_ISC_STD],
-                        n=n_tr, note=f"{desc}; translated images only; {splits} splits{isc_range}"))
-
-        subset = min(s.kid_subset_size, n_real, n_tr)
-        capped = f"; KID subset size capped at {subset} (setting {s.kid_subset_size})" \
-            if subset < s.kid_subset_size else ""
-        if subset == n_real == n_tr:
+    def rows(self, domain: str, data: _Domain, plan: _Plan, path_note: str,
+             threshold: float | None | str = None) -> list[dict]:
+        real_f = self.features(data.real, f"real {domain}", cached=True)
+        tr_f = self.features(data.translated, f"translated {domain}", cached=False)
+        s, n = self.settings, plan.n
+        rf, tf = _take(real_f, plan.real_idx[domain]), _take(tr_f, plan.translated_idx[domain])
+        equal = (f"n={n} real and {n} translated (seeded subsample to the smallest of the {len(plan.real_idx)} "
+                 f"domains' real and translated counts, so rows compare); {path_note}")
+        fid_layer, kid_layer = self.space.layer("fid"), self.space.layer("kid")
+        out = {"fid": self._row(domain, "fid", _fid(tf, rf, fid_layer), n=n, note=equal)}
+        if "is" in self.space.metrics:
+            splits = min(s.isc_splits, n)
+            isc = isc_featuresdict_to_metric(tf, self.space.layer("isc"), isc_splits=splits, samples_shuffle=True,
+                                             rng_seed=self.seed, verbose=False)
+            out["is"] = self._row(domain, "is", isc[KEY_METRIC_ISC_MEAN], std=isc[KEY_METRIC_ISC_STD], n=n,
+                                  note=f"translated images only, mean ± std over {splits} splits; {equal}")
+        subset = min(s.kid_subset_size, n)
+        capped = f"; subset size capped at {subset} (setting {s.kid_subset_size})" if subset < s.kid_subset_size else ""
+        if subset == n:
             capped += "; every subset is the whole set, so std is ~0"
-        kid = kid_featuresdict_to_metric(tr_f, real_f, kid_layer, kid_subset_size=subset, rng_seed=self.seed,
-                                         verbose=False)
-        out.append(_row(self.method, domain, "kid", sid, kid[KEY_METRIC_KID_MEAN], kid[KEY_METRIC_KID_STD],
-                        n=n_tr, note=f"{desc}; {sizes}; subset size {subset}{capped}"))
+        kid = kid_featuresdict_to_metric(tf, rf, kid_layer, kid_subset_size=subset, rng_seed=self.seed, verbose=False)
+        out["kid"] = self._row(domain, "kid", kid[KEY_METRIC_KID_MEAN], std=kid[KEY_METRIC_KID_STD], n=n,
+                               note=f"{equal}{capped}")
+        out.update(self._reference_rows(domain, real_f, tr_f, plan, path_note))
+        if "target_rate" in self.space.metrics:
+            out.update(self._rate_rows(domain, data, real_f, tr_f, threshold, path_note))
+        return [out[m] for m in self.space.metrics]
 
-        out.extend(self._reference_rows(domain, real_f, tr_f, fid_layer))
-        return out
-
-    def _reference_rows(self, domain: str, real_f: FeatureDict, tr_f: FeatureDict, layer: str) -> list[dict]:
-        """Real-vs-real halves and the size-matched relative FID (see the module docstring)."""
-        sid, desc = self.space.id, self.space.description
-        n_real, n_tr = len(real_f[layer]), len(tr_f[layer])
-        half = n_real // 2
-        if half < MIN_IMAGES:
-            reason = f"not computed: only {n_real} real {domain} images, need >= {2 * MIN_IMAGES} for two halves"
-            return [_row(self.method, domain, m, sid, n=n_real, note=reason) for m in ("fid_reference", "fid_relative")]
-        perm = np.random.RandomState(self.seed).permutation(n_real)
-        half_a, half_b = _take(real_f, perm[:half]), _take(real_f, perm[half:2 * half])
-        reference = _fid(half_a, half_b, layer)
-        rows = [_row(self.method, domain, "fid_reference", sid, reference, n=half,
-                     note=f"{desc}; FID between two disjoint seeded halves of {half} real images")]
-        m = min(half, n_tr)
-        tr_sub = _take(tr_f, np.random.RandomState(self.seed + 1).permutation(n_tr)[:m])
-        matched = _fid(half_a, tr_sub, layer)
-        note = (f"{desc}; FID(real half A, {m} translated)={matched:.6g} / fid_reference; "
-                f"equal sample sizes, so both carry the same small-sample bias")
-        if m < half:
-            note += f" (only {m} translated images for a half of {half})"
-        if reference <= 0:
-            rows.append(_row(self.method, domain, "fid_relative", sid, n=m,
-                             note="not computed: fid_reference is 0 (identical real halves)"))
-        else:
-            rows.append(_row(self.method, domain, "fid_relative", sid, matched / reference, n=m, note=note))
+    def _reference_rows(self, domain: str, real_f: FeatureDict, tr_f: FeatureDict, plan: _Plan,
+                        path_note: str) -> dict[str, dict]:
+        parts = plan.halves[domain]
+        if isinstance(parts, str) or domain not in plan.half_idx:
+            why = parts if isinstance(parts, str) else f"halves of only {plan.h} images (need >= {MIN_IMAGES})"
+            return {m: self._row(domain, m, n=plan.h or None, note=f"not computed: {why}")
+                    for m in ("fid_reference", "fid_relative")}
+        layer, h = self.space.layer("fid"), plan.h
+        refs, matched = [], []
+        for a, b, t in plan.half_idx[domain]:
+            half_a = _take(real_f, a)
+            refs.append(_fid(half_a, _take(real_f, b), layer))
+            matched.append(_fid(half_a, _take(tr_f, t), layer))
+        ref, ref_sd = _mean_sd(refs)
+        num, num_sd = _mean_sd(matched)
+        how = (f"{len(parts)} seeded partitions of the real {domain} images into halves that share no subject "
+               f"(subjects per half {_range([p.subjects_a for p in parts] + [p.subjects_b for p in parts])}, "
+               f"images per half {_range([len(p.a) for p in parts] + [len(p.b) for p in parts])}), each half "
+               f"subsampled to h={h} images (equal across domains); {path_note}")
+        sd_text = f" ± {ref_sd:.4g}" if ref_sd is not None else ""
+        rows = {"fid_reference": self._row(domain, "fid_reference", ref, std=ref_sd, n=h,
+                                           note=f"mean ± sd over {how}")}
+        if ref <= 0:
+            rows["fid_relative"] = self._row(domain, "fid_relative", n=h,
+                                             note="not computed: fid_reference is 0 (identical real halves)")
+            return rows
+        value = num / ref
+        cvs = [sd / mean for sd, mean in ((num_sd, num), (ref_sd, ref)) if sd is not None and mean > 0]
+        std = value * math.sqrt(sum(c * c for c in cvs)) if cvs else None
+        num_text = f"{num:.4g}" + (f" ± {num_sd:.4g}" if num_sd is not None else "")
+        rows["fid_relative"] = self._row(
+            domain, "fid_relative", value, std=std, n=h,
+            note=f"mean FID(real half A, h={h} translated) = {num_text} over fid_reference {ref:.4g}{sd_text} "
+                 f"(std combines both spreads); 1 = as far as real images of other subjects; {how}")
         return rows
 
+    def _rate_rows(self, domain: str, data: _Domain, real_f: FeatureDict, tr_f: FeatureDict,
+                   threshold: float | None | str, path_note: str) -> dict[str, dict]:
+        if not isinstance(threshold, float):
+            why = threshold if isinstance(threshold, str) else "validation holds one class, so no threshold"
+            return {m: self._row(domain, m, note=f"not computed: {why}") for m in ("target_rate", "target_rate_real")}
+        s, logits = self.settings, self.space.layer("isc")
+        source = "no_tumor" if domain == "tumor" else "tumor"
+        rates = {
+            "target_rate": (target_rate(tr_f[logits], domain, threshold, data.source_groups, s.bootstrap, s.ci,
+                                        self.seed),
+                            f"share of the {source} test images translated into {domain} that the classifier "
+                            f"assigns to {domain}; higher is better; its ceiling is target_rate_real"),
+            "target_rate_real": (target_rate(real_f[logits], domain, threshold, data.real_groups, s.bootstrap, s.ci,
+                                             self.seed),
+                                 f"share of real {domain} test images the classifier assigns to {domain}: the "
+                                 f"ceiling of target_rate"),
+        }
+        return {m: self._row(domain, m, r.value, ci=(r.ci_low, r.ci_high), n=r.n,
+                             note=f"{what}; threshold {threshold:.6g} (logit margin, Youden's J on validation); "
+                                  f"CI resamples {r.subjects} subjects; all {r.n} images; {path_note}")
+                for m, (r, what) in rates.items()}
 
-def _resolve_spaces(inception_weights: str | None, mri_checkpoint: str | None
-                    ) -> list[tuple[str, FeatureSpace | str]]:
-    """Each feature space or the reason it is unavailable, in report order."""
-    out: list[tuple[str, FeatureSpace | str]] = []
-    resolvers: list[tuple[str, Callable[[], FeatureSpace]]] = [
-        (INCEPTION_SPACE, lambda: resolve_inception(inception_weights)),
-        (MRI_SPACE, lambda: resolve_mri(mri_checkpoint)),
-    ]
-    for sid, resolve in resolvers:
-        try:
-            out.append((sid, resolve()))
-        except FeatureSpaceUnavailable as exc:
-            out.append((sid, str(exc)))
+
+@dataclass
+class Translations:
+    """What the generative metrics read: per domain d the method translates into, the real test
+    images of d with the subject (or duplicate group) of each, and the other domain's test images
+    translated into d with the subject of each source image. Images are (N,1,H,W) floats in
+    [0,1]. A domain is evaluated when ``translated`` has it (empty: a "not computed" row)."""
+
+    real: dict[str, torch.Tensor]
+    translated: dict[str, torch.Tensor]
+    real_groups: dict[str, list[str]]
+    source_groups: dict[str, list[str]]
+
+
+def _prepare(data: Translations, domain: str, working_size: int | None) -> tuple[_Domain, str] | str:
+    """One domain's uint8 inputs and resolution note, or why the domain cannot be evaluated."""
+    for what, images, groups in (("real", data.real.get(domain), data.real_groups.get(domain)),
+                                 ("translated", data.translated.get(domain), data.source_groups.get(domain))):
+        problem = image_problem(images)
+        if problem is None and (groups is None or len(groups) != images.shape[0]):
+            problem = f"{0 if groups is None else len(groups)} subject groups for {images.shape[0]} images"
+        if problem is None and images.shape[0] < MIN_IMAGES:
+            problem = f"only {images.shape[0]} images, need >= {MIN_IMAGES}"
+        if problem is not None:
+            return f"{what} {domain}: {problem}"
+    real, note = resolution_path(data.real[domain], working_size)
+    return _Domain(to_uint8(real), to_uint8(data.translated[domain]),
+                   np.asarray(data.real_groups[domain], dtype=str),
+                   np.asarray(data.source_groups[domain], dtype=str)), note
+
+
+def _spaces(inception_weights: str | None, mri: MRIExtractor | None, mri_missing: str
+            ) -> list[tuple[str, FeatureSpace | str, tuple[str, ...]]]:
+    """(row id, space or why it is unavailable, its metrics) in report order."""
+    try:
+        inception: FeatureSpace | str = resolve_inception(inception_weights)
+    except FeatureSpaceUnavailable as exc:
+        inception = str(exc)
+    out = [(INCEPTION_SPACE, inception, INCEPTION_METRICS)]
+    if mri is None:
+        out.append((MRI_MISSING_SPACE, mri_missing, MRI_METRICS))
+    else:
+        out.append((mri.space, mri_space(mri), MRI_METRICS))
     return out
 
 
-def _domain_input(images: torch.Tensor | None, limit: int, seed: int) -> torch.Tensor | str:
-    """Validated, optionally subsampled images, or why they cannot be used."""
-    problem = image_problem(images)
-    return problem if problem is not None else _subsample(images, limit, seed)
+def _threshold(evaluator: _SpaceEvaluator, mri: MRIExtractor) -> float | str | None:
+    """The MRI classifier's validation threshold, or why it has none (a string)."""
+    problem = image_problem(mri.val_images)
+    if problem is not None:
+        return f"validation images: {problem}"
+    feats = evaluator.features(to_uint8(mri.val_images), "validation", cached=True)
+    return validation_threshold(feats[evaluator.space.layer("isc")], mri.val_labels.cpu())
 
 
-def evaluate_generative(method: str, real: dict[str, torch.Tensor], translated: dict[str, torch.Tensor], *,
-                        settings: MetricSettings, device: torch.device, seed: int,
-                        inception_weights: str | None, mri_checkpoint: str | None, cache_dir: Path,
-                        logger: logging.Logger) -> list[dict]:
+def evaluate_generative(method: str, data: Translations, *, settings: MetricSettings, device: torch.device,
+                        seed: int, working_size: int | None, inception_weights: str | None,
+                        mri: MRIExtractor | None, cache_dir: Path, logger: logging.Logger,
+                        mri_missing: str = "no MRI-domain network (no method with the features capability)",
+                        partitions: int = REFERENCE_PARTITIONS) -> list[dict]:
     """Metric rows (docs/results-schema.md) for every domain and feature space.
 
-    ``real[d]``: real test images of domain d; ``translated[d]``: test images of the other
-    domain translated into d; (N,1,H,W) floats in [0,1]. Missing weights, too few images or bad
-    input give rows with ``value: None`` and the reason in ``note``; this never raises for them.
+    ``working_size``: the translating method's ``Method.working_size`` (None: the images' own
+    size). ``mri``: the MRI-domain network, or None with ``mri_missing`` saying why.
+    ``partitions``: seeded subject partitions behind ``fid_reference``. Missing weights, too few
+    images or subjects and bad input give rows with ``value: None`` and the reason in ``note``;
+    this never raises for them.
     """
     cache = FeatureCache(Path(cache_dir), logger)
-    spaces = _resolve_spaces(inception_weights, mri_checkpoint)
-    for sid, space in spaces:
+    prepared = {d: _prepare(data, d, working_size) for d in DOMAINS if d in data.translated}
+    ready = {d: p[0] for d, p in prepared.items() if not isinstance(p, str)}
+    plan = _plan(ready, settings, seed, partitions) if ready else None
+    spaces = _spaces(inception_weights, mri, mri_missing)
+    evaluators: dict[str, _SpaceEvaluator | str] = {}
+    for sid, space, _ in spaces:
         if isinstance(space, str):
             logger.warning("%s: %s feature space unavailable: %s", method, sid, space)
-    evaluators = {sid: _DomainEvaluator(method, space, settings, device, seed, cache, logger)
-                  for sid, space in spaces if not isinstance(space, str)}
-    limit = settings.generative_max_images
+            evaluators[sid] = space
+        else:
+            evaluators[sid] = _SpaceEvaluator(method, space, settings, device, seed, cache, logger)
+    thresholds: dict[str, float | str | None] = {}
     rows: list[dict] = []
-    for domain in DOMAINS:
-        if domain not in real and domain not in translated:
-            continue
-        real_d = _domain_input(real.get(domain), limit, seed)
-        tr_d = _domain_input(translated.get(domain), limit, seed + 1)
-        for i, (sid, space) in enumerate(spaces):
-            if isinstance(space, str):
-                rows.extend(_unavailable(method, domain, sid, space))
-            elif isinstance(real_d, str) or isinstance(tr_d, str):
-                problem = f"real {domain}: {real_d}" if isinstance(real_d, str) else f"translated {domain}: {tr_d}"
-                rows.extend(_unavailable(method, domain, sid, problem))
-            else:
+    for domain, item in prepared.items():
+        for sid, _, metrics in spaces:
+            evaluator = evaluators[sid]
+            problem = evaluator if isinstance(evaluator, str) else item if isinstance(item, str) else None
+            if problem is None:
                 try:
-                    rows.extend(evaluators[sid].rows(domain, real_d, tr_d))
+                    if "target_rate" in metrics and sid not in thresholds:
+                        thresholds[sid] = _threshold(evaluator, mri)
+                    rows.extend(evaluator.rows(domain, item[0], plan, item[1], thresholds.get(sid)))
+                    continue
                 except FeatureSpaceUnavailable as exc:
                     logger.warning("%s: %s feature space unavailable: %s", method, sid, exc)
-                    spaces[i] = (sid, str(exc))
-                    rows.extend(_unavailable(method, domain, sid, str(exc)))
+                    evaluators[sid] = problem = str(exc)
+            rows.extend(metric_row(method, m, None, domain=domain, feature_space=sid, note=f"not computed: {problem}")
+                        for m in metrics)
     return rows
