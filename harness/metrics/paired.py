@@ -21,7 +21,7 @@ No scikit-learn or torch here: the ``compare`` command, which the report package
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
@@ -63,10 +63,20 @@ def bootstrap_p_value(replicates: np.ndarray) -> float | None:
     return min(1.0, 2.0 * (1 + extreme) / (finite.size + 1))
 
 
+def _cached(memo: dict | None, key: tuple, compute: Callable[[], Any]) -> Any:
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
 def paired_deltas(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
                   groups: Sequence[str] | np.ndarray | None, n_boot: int, ci: float, seed: int,
-                  ) -> list[PairedDelta]:
-    """AUROC and AP of A minus B on the same images; ``groups`` (subjects) are resampled whole."""
+                  memo: dict | None = None) -> list[PairedDelta]:
+    """AUROC and AP of A minus B on the same images; ``groups`` (subjects) are resampled whole.
+    ``memo`` (a dict kept across calls) evaluates each score vector once per image set, not once
+    per pair it is in."""
     y = np.asarray(labels).astype(int)
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     n = int(y.size)
@@ -79,10 +89,15 @@ def paired_deltas(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray
         why = "not computed: non-finite scores"
     if why is not None:
         return [PairedDelta(m, None, None, None, None, None, None, n, why) for m in ("auroc", "ap")]
-    ones = np.ones((1, n))
-    point_a, point_b = weighted_auroc_ap(a, y, ones), weighted_auroc_ap(b, y, ones)
-    counts = bootstrap_counts(y, groups, n_boot, np.random.default_rng(seed))
-    boot_a, boot_b = weighted_auroc_ap(a, y, counts), weighted_auroc_ap(b, y, counts)
+    images = (y.tobytes(), None if groups is None else tuple(map(str, groups)), n_boot, seed)
+    counts = _cached(memo, ("counts", *images),
+                     lambda: bootstrap_counts(y, groups, n_boot, np.random.default_rng(seed)))
+
+    def evaluate(s: np.ndarray) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        return _cached(memo, ("scores", s.tobytes(), *images),
+                       lambda: (weighted_auroc_ap(s, y, np.ones((1, n))), weighted_auroc_ap(s, y, counts)))
+
+    (point_a, boot_a), (point_b, boot_b) = evaluate(a), evaluate(b)
     note = subject_counts_note(y, groups) or f"CI resamples the {n} images"
     out = []
     for k, metric in enumerate(("auroc", "ap")):
@@ -111,10 +126,11 @@ def paired_rows(scores: pd.DataFrame, subjects: Mapping[str, str], settings: Any
     test = scores[scores["split"] == "test"]
     methods = list(dict.fromkeys(test["method"]))
     rows: list[dict] = []
+    memo: dict = {}
     for a, b in combinations(methods, 2):
         ids, labels, sa, sb = _aligned(test, a, b)
         groups = [subjects.get(i, i) for i in ids]
-        for d in paired_deltas(labels, sa, sb, groups, settings.bootstrap, settings.ci, seed):
+        for d in paired_deltas(labels, sa, sb, groups, settings.bootstrap, settings.ci, seed, memo):
             for method, other, sign in ((a, b, 1.0), (b, a, -1.0)):
                 low, high = (d.ci_low, d.ci_high) if sign > 0 else (
                     None if d.ci_high is None else -d.ci_high, None if d.ci_low is None else -d.ci_low)
