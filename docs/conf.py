@@ -1,4 +1,8 @@
-"""Sphinx configuration of the benchmark's report site (MyST markdown, furo theme)."""
+"""Sphinx configuration of the benchmark's report site (MyST markdown, furo theme).
+
+Imports only the torch-free part of the project (``harness/__init__``, ``reports``): the docs
+env of ``tox -e docs`` installs no ML stack.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,8 @@ copyright = "the harness authors"
 version = release = __version__
 
 extensions = ["myst_parser"]
-myst_enable_extensions = ["colon_fence"]
+# attrs_inline: "[0.69–1.00]{.ci}" sets a CI in a span styled by _static/report.css
+myst_enable_extensions = ["colon_fence", "attrs_inline"]
 myst_heading_anchors = 3
 source_suffix = {".md": "markdown"}
 root_doc = "index"
@@ -30,4 +35,5 @@ smartquotes = False
 
 html_theme = "furo"
 html_title = f"Brain MRI anomaly benchmark {__version__}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["report.css"]  # wide tables scroll in their own box, first column sticky

@@ -19,7 +19,8 @@ from reports.escape import MyST, escape_text, slug
 from reports.reader import RunData, RunReadError, read_run
 from reports.render import environment, render_all, write_if_changed
 from reports.run_page import SHOWS_RESULTS
-from reports.tables import DETECTION, GENERATIVE, PIXEL, MetricIndex, fmt, fmt_metric, is_number, md_table
+from reports.tables import (DETECTION, GENERATIVE, PIXEL, MetricIndex, fmt, fmt_metric, is_number, md_table,
+                            short_hash)
 
 __all__ = ["compare_command", "compare_page"]
 
@@ -113,7 +114,7 @@ def _identity(a: RunData, b: RunData) -> MyST:
     rows = []
     for title, path in fields:
         va, vb = _get(a, *path), _get(b, *path)
-        rows.append([MyST(f"**{title}**"), None if va is None else str(va), None if vb is None else str(vb),
+        rows.append([MyST(f"**{title}**"), short_hash(va), short_hash(vb),  # 64-hex values: full on hover
                      "same" if va == vb else "differs"])
     return md_table(["", "A", "B", ""], rows)
 

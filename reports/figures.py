@@ -1,6 +1,7 @@
-"""Report figures: ROC and PR curves of all methods, training curves, example image grids.
+"""Report figures: the forest plot, ROC and PR curves, training curves, example image grids.
 
-Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
+Only numpy and matplotlib: the site builds without torch or scikit-learn (``reports.curves``
+reproduces sklearn's curves). Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
 display needed) and saved without timestamps, so a re-render gives the same bytes.
 Text from users (image ids) is drawn with ``parse_math=False`` so a ``$`` in a file name is
 shown, not parsed as mathtext.
@@ -10,16 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
-from torchvision.utils import make_grid
 
-__all__ = ["detection_curves", "training_curves", "example_grid", "GRID_COLUMNS"]
+from reports.curves import average_precision, precision_recall_curve, roc_auc, roc_curve
+
+__all__ = ["Interval", "detection_curves", "training_curves", "example_grid", "forest_plot", "GRID_COLUMNS"]
 
 DPI = 110
 # npz key suffix -> column title, in the order the grid shows them
@@ -38,8 +40,8 @@ def detection_curves(per_method: Mapping[str, tuple[np.ndarray, np.ndarray]], ro
                      pr_path: Path) -> list[str]:
     """ROC and PR curves of every method on one axis each; returns notes on skipped methods.
 
-    ``per_method`` maps a method to (labels 0/1, scores) of the test split. AP is sklearn's
-    ``average_precision_score`` and the PR plot shows its chance level (the tumor share).
+    ``per_method`` maps a method to (labels 0/1, scores) of the test split. AP is the step-wise
+    average precision (as sklearn computes it) and the PR plot shows its chance level (the tumor share).
     """
     notes: list[str] = []
     usable: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -61,11 +63,10 @@ def detection_curves(per_method: Mapping[str, tuple[np.ndarray, np.ndarray]], ro
     prevalence = float(np.mean(next(iter(usable.values()))[0]))
     ax_pr.axhline(prevalence, color="0.6", linestyle=":", label=f"chance (AP = {prevalence:.3f})")
     for method, (labels, scores) in usable.items():
-        fpr, tpr, _ = roc_curve(labels, scores)
-        ax_roc.plot(fpr, tpr, label=f"{method} (AUROC {roc_auc_score(labels, scores):.3f})")
-        precision, recall, _ = precision_recall_curve(labels, scores)
-        ax_pr.step(recall, precision, where="post",
-                   label=f"{method} (AP {average_precision_score(labels, scores):.3f})")
+        fpr, tpr = roc_curve(labels, scores)
+        ax_roc.plot(fpr, tpr, label=f"{method} (AUROC {roc_auc(labels, scores):.3f})")
+        precision, recall = precision_recall_curve(labels, scores)
+        ax_pr.step(recall, precision, where="post", label=f"{method} (AP {average_precision(labels, scores):.3f})")
     for ax, xlabel, ylabel, title in ((ax_roc, "false positive rate", "true positive rate", "ROC (test)"),
                                       (ax_pr, "recall", "precision", "Precision-recall (test)")):
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=title)
@@ -111,58 +112,93 @@ def training_curves(curves: Mapping[str, object], path: Path, title: str) -> Pat
     return _save(fig, path)
 
 
-def _tiles(arrays: list[tuple[str, np.ndarray]], size: tuple[int, int]) -> torch.Tensor:
-    """(rows * cols, 3, H, W) in [0, 1]: gray images, a colour-mapped map, a white mask."""
-    from matplotlib import colormaps
+@dataclass(frozen=True)
+class Interval:
+    """One row of a forest plot: a point estimate and its 95% CI (either bound may be missing)."""
 
-    columns = []
-    for kind, arr in arrays:
-        t = torch.as_tensor(np.asarray(arr, dtype=np.float32)).unsqueeze(1)  # (k, 1, h, w)
-        if tuple(t.shape[-2:]) != size:
-            t = torch.nn.functional.interpolate(t, size=size, mode="nearest" if kind == "mask" else "bilinear")
-        t = torch.nan_to_num(t)
-        if kind == "map":
-            top = float(t.max())
-            t = t / top if top > 0 else t
-            rgb = colormaps["magma"](t.squeeze(1).clamp(0, 1).numpy())[..., :3]
-            t = torch.as_tensor(rgb, dtype=torch.float32).permute(0, 3, 1, 2)
-        else:
-            t = t.clamp(0, 1).repeat(1, 3, 1, 1)
-        columns.append(t)
-    return torch.stack(columns, dim=1).flatten(0, 1)  # row-major: case by case
+    label: str
+    value: float
+    low: float | None = None
+    high: float | None = None
 
 
-def example_grid(npz: Mapping[str, np.ndarray], domain: str, path: Path, title: str) -> Path | None:
+def _forest_panel(ax, rows: Sequence[Interval], reference: float, reference_label: str, xlabel: str) -> None:
+    y = np.arange(len(rows))[::-1]
+    for yi, row in zip(y, rows):
+        if row.low is not None and row.high is not None:
+            ax.plot([row.low, row.high], [yi, yi], color="C0", linewidth=2, solid_capstyle="butt")
+        ax.plot([row.value], [yi], "o", color="C0", markersize=6)
+    ax.axvline(reference, color="0.5", linestyle=":", linewidth=1)
+    ax.text(reference, 1.01, reference_label, transform=ax.get_xaxis_transform(), fontsize=7, color="0.4",
+            ha="center", va="bottom")
+    ax.set_yticks(y, [r.label for r in rows], fontsize=8)
+    for label in ax.get_yticklabels():
+        label.set_parse_math(False)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.grid(axis="x", alpha=0.3)
+    ends = [v for r in rows for v in (r.low, r.high, r.value) if v is not None] + [reference]
+    pad = max(0.02, 0.08 * (max(ends) - min(ends)))
+    ax.set_xlim(min(ends) - pad, max(ends) + pad)
+
+
+def forest_plot(methods: Sequence[Interval], deltas: Sequence[Interval], path: Path) -> Path | None:
+    """Every method's test AUROC with its 95% CI against chance (0.5) and, when the run paired
+    its methods, the paired AUROC differences against zero: the comparison at a glance."""
+    if not methods and not deltas:
+        return None
+    panels = [p for p in ((methods, 0.5, "chance", "test AUROC, 95% CI"),
+                          (deltas, 0.0, "no difference", "paired AUROC difference, 95% CI")) if p[0]]
+    height = 0.9 + 0.32 * max(len(p[0]) for p in panels)
+    fig = Figure(figsize=(4.4 * len(panels), height))
+    for i, (rows, reference, ref_label, xlabel) in enumerate(panels):
+        _forest_panel(fig.add_subplot(1, len(panels), i + 1), rows, reference, ref_label, xlabel)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _column_image(kind: str, image: np.ndarray, top: float) -> tuple[np.ndarray, dict]:
+    """The array imshow draws for one tile, and its colour settings."""
+    image = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    if kind == "map":
+        return image / top if top > 0 else image, {"cmap": colormaps["magma"], "vmin": 0.0, "vmax": 1.0}
+    return np.clip(image, 0.0, 1.0), {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+
+
+def example_grid(npz: Mapping[str, np.ndarray], domain: str, path: Path, title: str,
+                 rows: Sequence[int] | None = None) -> Path | None:
     """Grid of one source domain: columns real | translated | residual map | mask (those present),
-    rows the best- and worst-scored cases, each labelled with kind, id and score."""
+    one row per case in ``rows`` (default: every saved case), labelled with kind, id and score."""
     real = npz.get(f"{domain}_real")
     if real is None or np.asarray(real).ndim != 3 or len(real) == 0:
         return None
     k = len(real)
-    arrays = [(kind, npz[f"{domain}_{kind}"]) for kind, _ in GRID_COLUMNS
-              if f"{domain}_{kind}" in npz and np.asarray(npz[f"{domain}_{kind}"]).shape[:1] == (k,)]
-    titles = [t for kind, t in GRID_COLUMNS if any(kind == a for a, _ in arrays)]
-    h, w = np.asarray(real).shape[1:]
-    pad = max(2, h // 32)
-    grid = make_grid(_tiles(arrays, (h, w)), nrow=len(arrays), padding=pad, pad_value=1.0)
+    picked = [i for i in (range(k) if rows is None else rows) if 0 <= i < k]
+    if not picked:
+        return None
+    columns = [(kind, heading, np.asarray(npz[f"{domain}_{kind}"])) for kind, heading in GRID_COLUMNS
+               if f"{domain}_{kind}" in npz and np.asarray(npz[f"{domain}_{kind}"]).shape[:1] == (k,)]
+    maps = [np.nan_to_num(np.asarray(a[picked], dtype=np.float32)) for kind, _, a in columns if kind == "map"]
+    top = float(max(m.max() for m in maps)) if maps else 0.0
     ids = [str(v) for v in npz.get(f"{domain}_ids", [])]
     scores = [float(v) for v in npz.get(f"{domain}_scores", [])]
     kinds = [str(v) for v in npz.get(f"{domain}_kind", [])]
-    fig = Figure(figsize=(1.9 * len(arrays) + 1.6, 1.9 * k + 0.6))
-    ax = fig.add_subplot()
-    ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-    ax.set_xticks([pad + c * (w + pad) + w / 2 for c in range(len(arrays))], titles, fontsize=8)
-    ax.xaxis.tick_top()
-    labels = []
-    for i in range(k):
-        parts = [kinds[i] if i < len(kinds) else "", ids[i] if i < len(ids) else "",
-                 f"score {scores[i]:.3g}" if i < len(scores) else ""]
-        labels.append("\n".join(p for p in parts if p))
-    ax.set_yticks([pad + r * (h + pad) + h / 2 for r in range(k)], labels, fontsize=7)
-    for label in ax.get_yticklabels():
-        label.set_parse_math(False)
-    ax.tick_params(length=0)
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-    ax.set_title(title, fontsize=10, parse_math=False)
+    fig = Figure(figsize=(1.5 * len(columns) + 1.5, 1.5 * len(picked) + 0.5))
+    axes = fig.subplots(len(picked), len(columns), squeeze=False)
+    for r, case in enumerate(picked):
+        for c, (kind, heading, array) in enumerate(columns):
+            ax = axes[r][c]
+            image, style = _column_image(kind, array[case], top)
+            ax.imshow(image, interpolation="nearest", **style)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(heading, fontsize=8)
+        parts = [kinds[case] if case < len(kinds) else "", ids[case] if case < len(ids) else "",
+                 f"score {scores[case]:.3g}" if case < len(scores) else ""]
+        axes[r][0].set_ylabel("\n".join(p for p in parts if p), fontsize=7, rotation=0, ha="right", va="center",
+                              parse_math=False)
+    fig.suptitle(title, fontsize=10, parse_math=False)
+    fig.subplots_adjust(wspace=0.04, hspace=0.04)
     return _save(fig, path)

@@ -34,6 +34,7 @@ class RunData:
     examples: dict[str, Path] = field(default_factory=dict)  # method -> npz path
     eda: dict[str, Any] | None = None
     eda_images: list[Path] = field(default_factory=list)
+    subjects: dict[str, str] = field(default_factory=dict)  # image id -> subject (split.csv)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -77,6 +78,7 @@ def read_run(path: Path) -> RunData:
     _read_scores(data)
     _read_curves(data)
     _read_eda(data)
+    _read_subjects(data)
     examples = path / "examples"
     if examples.is_dir():
         data.examples = {p.stem: p for p in sorted(examples.glob("*.npz"))}
@@ -111,6 +113,18 @@ def _read_scores(data: RunData) -> None:
         data.problems.append(f"scores.csv unreadable: {exc}")
 
 
+def _read_subjects(data: RunData) -> None:
+    """Image id -> subject from the split manifest (grids show each subject once)."""
+    path = data.path / "split.csv"
+    if not path.is_file():
+        return
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            data.subjects = {row["path"]: row["subject"] for row in csv.DictReader(fh) if row.get("subject")}
+    except (OSError, UnicodeDecodeError, KeyError, csv.Error) as exc:
+        data.problems.append(f"split.csv unreadable: {exc}")
+
+
 def _read_curves(data: RunData) -> None:
     methods_dir = data.path / "methods"
     if not methods_dir.is_dir():
@@ -141,7 +155,7 @@ def _read_eda(data: RunData) -> None:
 
 def input_files(path: Path) -> list[Path]:
     """The files a run page is made from (not checkpoints or logs), in a stable order."""
-    patterns = ["run.json", "metrics.json", "scores.csv", "eda/eda.json", "eda/*.png",
+    patterns = ["run.json", "metrics.json", "scores.csv", "split.csv", "eda/eda.json", "eda/*.png",
                 "methods/*/curves.json", "examples/*.npz"]
     files: set[Path] = set()
     for pattern in patterns:

@@ -3,7 +3,8 @@
 A run page is rewritten only when its inputs or this renderer changed: the first line of each
 page holds a stamp (hash of the run's report files and of the renderer's own code and templates;
 no render time), so rendering twice rewrites nothing and pages of finished runs stay as they are.
-The index compares runs side by side, newest first.
+The index is a leaderboard: runs with results side by side, newest first, and the runs without
+results in a short list with their cause.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import jinja2
 from harness.seed_summary import format_spread, seed_groups, spread
 from reports.escape import MyST, escape_text, slug
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
-from reports.run_page import SHOWS_RESULTS, run_context
-from reports.tables import MetricIndex, fmt, md_table
+from reports.run_page import method_label, ordered_methods, run_context, supervision_label
+from reports.run_state import run_state
+from reports.tables import MetricIndex, fmt_compact, md_table, short_hash
 
 __all__ = ["report_command", "render_all", "RenderSummary", "ensure_index", "ensure_placeholder", "environment", "write_if_changed",
            "STAMP_PREFIX"]
@@ -100,42 +102,76 @@ def _created(data: RunData) -> str:
     return str(data.run.get("created") or "")
 
 
-def _index_table(runs: list[RunData]) -> MyST:
-    """One row per run, newest first: identity, headline metrics per method, status."""
-    auroc_methods: list[str] = []
-    fid_columns: list[tuple[str, str]] = []
-    indexes = {}
-    for data in runs:
-        index = MetricIndex(data.metrics)
-        indexes[data.run_id] = index
-        for method in list(data.methods) + index.methods():
-            if index.get(method, "auroc") is not None and method not in auroc_methods:
-                auroc_methods.append(method)
-            for domain in index.generative_domains(method):
-                if index.get(method, "fid", domain, HEADLINE_SPACE) and (method, domain) not in fid_columns:
-                    fid_columns.append((method, domain))
-    header: list[Any] = ["Run", "Harness", "Date", "Dataset", "Profile", "Seed"]
-    header += [MyST(f"AUROC {escape_text(m)}") for m in auroc_methods]
-    header += [MyST(f"FID {escape_text(m)} → {escape_text(d)}") for m, d in fid_columns]
-    header.append("Status")
+MAX_RUN_COLUMNS = 12  # runs side by side in the methods x runs tables (newest first)
+
+
+def _run_link(data: RunData) -> MyST:
+    return MyST(f"[{escape_text(data.run_id)}]({slug(data.run_id)}.md)")
+
+
+def _runs_table(runs: list[RunData]) -> MyST:
+    """One row per run with results, newest first: identity and status."""
     rows = []
     for data in runs:
-        index = indexes[data.run_id]
         dataset = data.run.get("dataset") if isinstance(data.run.get("dataset"), dict) else {}
-        complete = data.status == "complete"
-        status = data.status
-        if data.status == "failed":
-            failed = [m for m, i in data.methods.items() if isinstance(i, dict) and i.get("status") != "complete"]
-            status = f"failed ({len(failed)} of {len(data.methods)} methods)"
-        row: list[Any] = [MyST(f"[{escape_text(data.run_id)}]({slug(data.run_id)}.md)"),
-                          data.run.get("harness_version"), _created(data)[:16].replace("T", " ") or None,
-                          dataset.get("name"), data.run.get("profile"), data.run.get("seed")]
-        row += [fmt((index.get(m, "auroc") or {}).get("value")) if complete else None for m in auroc_methods]
-        row += [fmt((index.get(m, "fid", d, HEADLINE_SPACE) or {}).get("value"), 2) if complete else None
-                for m, d in fid_columns]
-        row.append(status)
+        state = run_state(data)
+        status = "complete" if state.kind == "complete" else f"partial: {', '.join(state.failed) or '?'} failed"
+        harness = MyST(f"{escape_text(data.run.get('harness_version') or '?')} "
+                       f"({short_hash(data.run.get('git_commit'), 8)})")
+        rows.append([_run_link(data), _created(data)[:16].replace("T", " ") or None, dataset.get("name"),
+                     data.run.get("profile"), data.run.get("seed"), len(state.completed), harness, status])
+    return md_table(["Run", "Date", "Dataset", "Profile", "Seed", "Methods done", "Harness", "Status"], rows)
+
+
+def _failed(data: RunData, method: str) -> bool:
+    info = data.methods.get(method)
+    return isinstance(info, dict) and info.get("status") == "failed"
+
+
+def _auroc_board(runs: list[RunData]) -> MyST | None:
+    """Methods (rows) x runs (columns, newest first): test AUROC with its CI; a method that
+    failed in a run says so."""
+    shown = runs[:MAX_RUN_COLUMNS]
+    indexes = {d.run_id: MetricIndex([r for r in d.metrics if not r.get("other")]) for d in shown}
+    names = list(dict.fromkeys(n for d in shown for n in ordered_methods(d, indexes[d.run_id])
+                               if indexes[d.run_id].get(n, "auroc")))
+    if not names:
+        return None
+    rows = []
+    for name in names:
+        row: list[Any] = [method_label(name), next((s for d in shown if (s := supervision_label(d, name))), None)]
+        for data in shown:
+            row.append("failed" if _failed(data, name) else fmt_compact(indexes[data.run_id].get(name, "auroc")))
         rows.append(row)
-    return md_table(header, rows)
+    return md_table(["Method", "Supervision"] + [_run_link(d) for d in shown], rows)
+
+
+def _fid_board(runs: list[RunData]) -> MyST | None:
+    """(method, domain translated into) x runs that measured it: the MRI-space FID."""
+    indexes = {d.run_id: MetricIndex(d.metrics) for d in runs}
+    shown = [d for d in runs if any(k[3] == "fid" and k[4] == HEADLINE_SPACE for k in indexes[d.run_id].rows)]
+    shown = shown[:MAX_RUN_COLUMNS]
+    keys = list(dict.fromkeys((k[0], k[2]) for d in shown for k in indexes[d.run_id].rows
+                              if k[3] == "fid" and k[4] == HEADLINE_SPACE))
+    if not keys:
+        return None
+    order = {"tumor": 0, "no_tumor": 1}
+    keys.sort(key=lambda k: (k[0], order.get(k[1], 2), k[1]))
+    rows = [[method_label(m), escape_text(d.replace("_", " "))]
+            + ["failed" if _failed(r, m) else fmt_compact(indexes[r.run_id].get(m, "fid", d, HEADLINE_SPACE), 2)
+               for r in shown] for m, d in keys]
+    return md_table(["Method", "Into"] + [_run_link(d) for d in shown], rows)
+
+
+def _unfinished(runs: list[RunData]) -> list[dict[str, MyST]]:
+    """Runs without results (failed before any method finished, running, interrupted): why."""
+    out = []
+    for data in runs:
+        state = run_state(data)
+        if not state.has_results:
+            out.append({"link": _run_link(data), "when": escape_text(_created(data)[:16].replace("T", " ") or "?"),
+                        "kind": escape_text(state.kind), "cause": escape_text(state.cause or "")})
+    return out
 
 
 def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
@@ -164,12 +200,14 @@ def ensure_index(out: Path, runs: list[RunData] | None = None,
     orphans = sorted((p.stem for p in out.glob("*.md") if p.stem not in listed and p.stem != "index"
                       and not p.stem.startswith("compare-") and page_stamp(p) is not None), reverse=True)
     compares = sorted(p.stem for p in out.glob("compare-*.md"))
+    with_results = [d for d in runs if run_state(d).has_results]
     text = environment().get_template("index.md.j2").render(
-        table=_index_table(runs) if runs else None, seed_tables=_seed_tables(runs),
-        pages=[slug(d.run_id) for d in runs],
+        any_runs=bool(runs), runs_table=_runs_table(with_results) if with_results else None,
+        auroc=_auroc_board(with_results), fid=_fid_board(with_results),
+        more_runs=max(0, len(with_results) - MAX_RUN_COLUMNS), seed_tables=_seed_tables(runs),
+        unfinished=_unfinished(runs), pages=[slug(d.run_id) for d in runs],
         orphans=orphans, compares=compares, runs_dir=runs_dir,
-        unreadable=[(escape_text(f), escape_text(r)) for f, r in unreadable or []],
-        incomplete=MyST(", ".join(escape_text(d.run_id) for d in runs if d.status not in SHOWS_RESULTS)))
+        unreadable=[(escape_text(f), escape_text(r)) for f, r in unreadable or []])
     return write_if_changed(out / "index.md", text)
 
 

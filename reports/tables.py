@@ -7,6 +7,7 @@ from a user (method names, notes, errors) goes through :func:`reports.escape.esc
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -14,17 +15,21 @@ from harness.results import STRATUM_PREFIX
 from reports.escape import MyST, escape_text
 
 __all__ = [
-    "DASH", "DETECTION", "GENERATIVE", "MetricIndex", "cell", "fmt", "fmt_ci", "fmt_mean_std",
-    "md_table", "is_number",
+    "DASH", "DETECTION", "GENERATIVE", "SUPERVISION", "MetricIndex", "cell", "fmt", "fmt_ci", "fmt_compact",
+    "fmt_mean_std", "md_table", "is_number", "short_hash",
 ]
 
 DASH = MyST("—")
 # (metric key, column title)
 DETECTION = [("auroc", "AUROC"), ("ap", "AP"), ("sensitivity", "Sensitivity"),
              ("specificity", "Specificity"), ("balanced_accuracy", "Balanced acc.")]
-PIXEL = [("pixel_auroc", "Pixel AUROC"), ("pixel_ap", "Pixel AP"), ("best_dice", "Best Dice")]
-GENERATIVE = ["fid", "isc", "kid", "fid_reference", "fid_relative"]
-_DIGITS = {"fid": 2, "isc": 3, "kid": 4, "fid_reference": 2, "fid_relative": 3}
+PIXEL = [("pixel_auroc", "Pixel AUROC"), ("pixel_ap", "Pixel AP"), ("dice", "Dice"), ("dice_oracle", "Dice (oracle)")]
+GENERATIVE = ["fid", "fid_reference", "fid_relative", "kid", "is", "isc", "target_rate"]
+_DIGITS = {"fid": 2, "isc": 3, "is": 3, "kid": 4, "fid_reference": 2, "fid_relative": 3}
+# run.json methods[name].supervision -> how the page names it
+SUPERVISION = {"supervised": "supervised", "image_labels": "image labels", "healthy_only": "healthy only",
+               "none": "none"}
+_HASH = re.compile(r"[0-9a-f]{16,}(\+dirty)?")
 
 
 def is_number(value: Any) -> bool:
@@ -55,10 +60,36 @@ def fmt_mean_std(row: dict[str, Any] | None, digits: int = 3) -> MyST:
 
 
 def fmt_metric(metric: str, row: dict[str, Any] | None) -> MyST:
-    """The display of one metrics row, by metric kind."""
-    if metric in ("isc", "kid"):
-        return fmt_mean_std(row, _DIGITS[metric])
-    return fmt_ci(row, _DIGITS.get(metric, 3))
+    """The display of one metrics row: with its CI when it has one, else with its std."""
+    digits = _DIGITS.get(metric, 3)
+    if row is not None and not (is_number(row.get("ci_low")) and is_number(row.get("ci_high"))):
+        return fmt_mean_std(row, digits)
+    return fmt_ci(row, digits)
+
+
+def fmt_compact(row: dict[str, Any] | None, digits: int = 3) -> MyST:
+    """A compact cell: the value, then its CI (or ± std) in a smaller span (class ``ci``)."""
+    if row is None or not is_number(row.get("value")):
+        return DASH
+    text = fmt(row["value"], digits)
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if is_number(low) and is_number(high):
+        ci_digits = max(2, digits - 1)
+        return MyST(f"{text} [{fmt(low, ci_digits)}–{fmt(high, ci_digits)}]{{.ci}}")
+    if is_number(row.get("std")):
+        return MyST(f"{text} [± {fmt(row['std'], digits)}]{{.ci}}")
+    return text
+
+
+def short_hash(value: Any, keep: int = 12) -> MyST:
+    """A long hex hash (commit, fingerprint) cut to ``keep`` digits, the full value on hover."""
+    if value is None:
+        return DASH
+    text = str(value)
+    if not _HASH.fullmatch(text) or len(text) <= keep + 2:
+        return escape_text(text)
+    dirty = "+dirty" if text.endswith("+dirty") else ""
+    return MyST(f"{{abbr}}`{text[:keep]}…{dirty} ({text})`")
 
 
 def cell(value: Any) -> MyST:
@@ -102,7 +133,8 @@ class MetricIndex:
         return any(k[3] == metric for k in self.rows)
 
     def generative_spaces(self, method: str) -> list[str]:
-        return sorted({k[4] for k in self.rows if k[0] == method and k[3] in GENERATIVE and k[4]})
+        """Feature spaces of the method's generative rows (the rows that name a feature space)."""
+        return sorted({k[4] for k in self.rows if k[0] == method and k[4]})
 
     def strata(self) -> list[str]:
         """Names of the acquisition strata with detection rows (domain ``stratum:<name>``)."""
@@ -110,6 +142,6 @@ class MetricIndex:
                        if k[2].startswith(STRATUM_PREFIX) and k[3] == "auroc"})
 
     def generative_domains(self, method: str) -> list[str]:
-        found = {k[2] for k in self.rows if k[0] == method and k[3] in GENERATIVE}
+        found = {k[2] for k in self.rows if k[0] == method and k[4]}
         order = {"tumor": 0, "no_tumor": 1}
         return sorted(found, key=lambda d: (order.get(d, 2), d))

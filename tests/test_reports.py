@@ -35,10 +35,12 @@ def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, c
     (folder / "eda").mkdir(parents=True)
     methods = {
         "resnet18": {"status": "complete", "error": None, "traceback": None, "capabilities": ["scores"],
+                     "supervision": "supervised",
                      "timings": {"fit": 12.3, "score": 0.8, "translate": None, "metrics": 0.4}, "threshold": 0.5},
-        "intensity": {"status": "complete", "error": None, "capabilities": ["scores"],
+        "intensity": {"status": "complete", "error": None, "capabilities": ["scores"], "supervision": "none",
                       "timings": {"fit": 0.1, "score": 0.2}, "threshold": 1.7},
         "cyclegan": {"status": cyclegan_status, "capabilities": ["scores", "maps", "translates"],
+                     "supervision": "image_labels",
                      "error": None if cyclegan_status == "complete" else "RuntimeError: out of memory <*here*>",
                      "timings": {"fit": 80.0}, "threshold": None, "aggregate": "max"},
     }
@@ -168,36 +170,51 @@ def test_report_renders_pages_index_and_figures(tmp_path):
 
     page = (out / "20260101-100000-aaaaaaaa.md").read_text()
     assert page.startswith("% report-stamp: ")
-    assert "0.800 [0.750, 0.850]" in page  # resnet18 AUROC with its CI
-    assert "(chance 0.500)" in page
-    assert "Pixel AUROC" in page and "Best Dice" in page
-    assert r"IS \(mean ± std\)" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
+    # results first: the headline block and the forest plot come before provenance and the dataset
+    assert page.index("::::{container} headline") < page.index("forest.png") < page.index("## What ran") \
+        < page.index("## Dataset")
+    (headline,) = [ln for ln in page.splitlines() if ln.startswith("| **resnet18** | supervised |")]
+    assert "0.800 [0.75–0.85]{.ci}" in headline  # resnet18 AUROC with its CI, compact
+    assert r"| Method | Supervision | AUROC | AP \(chance 0.500\) | Pixel AUROC | Dice \(oracle threshold\) |" in page
+    assert r"Dice \(threshold chosen on test: oracle\)" in page  # best_dice of older runs, read as dice_oracle
+    assert r"IS" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
     assert "Inception weights missing" in page
-    assert "resamples whole subjects" in page
+    assert "resampling whole subjects" in page
     assert "| split | with tumor | without | T1 | T2 |" in page and "| test | 3 | 2 | 2 | 3 |" in page
     assert "threshold=0.5" not in page  # the threshold has its own column, not a note per rate
-    assert "### By stratum" in page and "0.990 [0.950, 1.030]" in page  # intensity on FLAIR
+    assert "### By stratum" in page and "0.990 [0.95–1.03]{.ci}" in page  # intensity on FLAIR
     assert "intensity, T1: not computed: only one class in test" in page
-    assert page.index("### By stratum") < page.index("roc.png")
-    assert "### Shortcut audit" in page and "Flagged: mean\\_brightness" in page and "### Skipped files" in page
+    assert "### Shortcut audit of the files" in page and "Flagged: mean brightness" in page
+    assert "### Skipped files" in page
+    assert "{download}`metrics.csv <20260101-100000-aaaaaaaa/metrics.csv>`" in page
+    assert "{download}`scores.csv <20260101-100000-aaaaaaaa/scores.csv>`" in page
     figs = out / "20260101-100000-aaaaaaaa"
-    for name in ("roc.png", "pr.png", "training-resnet18.png", "training-cyclegan.png", "grid-cyclegan-tumor.png",
-                 "grid-resnet18-no_tumor.png", "eda/intensity_histogram.png"):
+    for name in ("forest.png", "roc.png", "pr.png", "training-resnet18.png", "training-cyclegan.png",
+                 "grid-cyclegan-tumor.png", "grid-resnet18-no_tumor.png", "eda/intensity_histogram.png"):
         assert (figs / name).stat().st_size > 1000, name
         assert f"20260101-100000-aaaaaaaa/{name}" in page
+    assert (figs / "scores.csv").read_bytes() == (runs / "20260101-100000-aaaaaaaa" / "scores.csv").read_bytes()
 
     failed = (out / "20260102-100000-bbbbbbbb.md").read_text()
-    assert "marked **failed**" in failed and "out of memory" in failed
+    assert "**Not every method finished:** cyclegan failed: RuntimeError: out of memory" in failed
+    assert failed.index("Not every method finished") < failed.index("## Results")
+    assert "out of memory" in failed[failed.index("## Failures"):]
     running = (out / "20260103-100000-cccccccc.md").read_text()
-    assert "no results are shown" in running and "AUROC" not in running and "roc.png" not in running
+    assert "**No results yet:** still running" in running
+    assert "## Results" not in running and "roc.png" not in running
 
     index = (out / "index.md").read_text()
-    lines = [l for l in index.splitlines() if l.startswith("| [")]
-    assert [l.split("]")[0] for l in lines] == ["| [20260103-100000-cccccccc", "| [20260102-100000-bbbbbbbb",
-                                                "| [20260101-100000-aaaaaaaa"]  # newest first
-    assert "0.800" in lines[2] and "40.00" in lines[2]  # AUROC resnet18, FID mri-resnet18
-    assert "0.800" not in lines[1] and r"failed \(1 of 3 methods\)" in lines[1]
-    assert "running" in lines[0] and "0.800" not in lines[0]
+    board = index[index.index("## Test AUROC by method"):index.index("## FID of translated images")]
+    assert board.index("[20260102-100000-bbbbbbbb]") < board.index("[20260101-100000-aaaaaaaa]")  # newest first
+    assert "20260103-100000-cccccccc" not in board  # no results: not a column
+    (row,) = [ln for ln in board.splitlines() if ln.startswith("| **cyclegan** |")]
+    assert row.split(" | ")[2:] == ["failed", "0.575 [0.52–0.62]{.ci} |"]  # failed in b, its AUROC in a
+    fid = index[index.index("## FID of translated images"):index.index("## Runs with results")]
+    assert "| **cyclegan** | tumor | failed | 40.00 |" in fid  # MRI-space FID
+    runs_table = index[index.index("## Runs with results"):]
+    assert r"partial: cyclegan failed" in runs_table
+    unfinished = index[index.index("## Runs without results"):]
+    assert "[20260103-100000-cccccccc](20260103-100000-cccccccc.md)" in unfinished and "**running**" in unfinished
     assert "could not be read" in index and "20260104-broken" in index
 
 
