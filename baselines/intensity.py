@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import Field
 from sklearn.metrics import roc_auc_score
 
-from harness.api import FitContext, ImageSet, Method, ScoreOutput, register_method
+from harness.api import FitContext, ImageSet, Method, MethodSettings, ScoreOutput, register_method
 from harness.imaging import blur, gaussian_kernel
 
 # Named aggregates, in tie-break order (the first is the default before ``fit``).
@@ -72,21 +73,30 @@ def brain_percentiles(signed: torch.Tensor, brain: torch.Tensor, q: float) -> np
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float64)
 
 
+class IntensitySettings(MethodSettings):
+    smooth_sigma_at_128px: float = Field(SMOOTH_SIGMA_AT_128, ge=0.5, le=8.0,
+                                         description="Gaussian sigma (px at 128 px; scaled with the size)")
+
+
 @register_method("intensity")
 class IntensityBaseline(Method):
     capabilities = frozenset({"scores", "maps"})
+    supervision = "none"
     description = ("No-learning floor: high percentile of brain-masked robust z-scores (bright or dark, "
                    "chosen on val); map = smoothed z-map.")
+    Settings = IntensitySettings
 
-    def __init__(self) -> None:
+    def __init__(self, settings: IntensitySettings | None = None) -> None:
+        super().__init__(settings)
         self.aggregate = next(iter(PERCENTILES))
         self.sign = next(iter(SIGNS))
         self.selected: dict[str, Any] = {"aggregate": self.aggregate, "sign": self.sign, "val_auroc": None,
-                                         "candidates": {}, "smooth_sigma_at_128px": SMOOTH_SIGMA_AT_128}
+                                         "candidates": {},
+                                         "smooth_sigma_at_128px": self.settings.smooth_sigma_at_128px}
 
     def _smoothed_z(self, images: ImageSet) -> torch.Tensor:
         z = robust_zscore(images.images, images.brain)
-        sigma = SMOOTH_SIGMA_AT_128 * images.images.shape[-1] / 128.0
+        sigma = self.settings.smooth_sigma_at_128px * images.images.shape[-1] / 128.0
         return smooth_in_brain(z, images.brain, max(sigma, 0.5))
 
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
@@ -107,7 +117,8 @@ class IntensityBaseline(Method):
         assert best is not None
         self.sign, self.aggregate = best[1], best[2]
         self.selected = {"aggregate": self.aggregate, "sign": self.sign, "val_auroc": best[0],
-                         "candidates": candidates, "smooth_sigma_at_128px": SMOOTH_SIGMA_AT_128}
+                         "candidates": candidates,
+                         "smooth_sigma_at_128px": self.settings.smooth_sigma_at_128px}
         ctx.logger.info("intensity: selected %s lesions, aggregate %s (val AUROC %.4f); candidates %s",
                         self.sign, self.aggregate, best[0], candidates)
 
@@ -120,3 +131,6 @@ class IntensityBaseline(Method):
                          int(empty.sum()), [images.ids[i] for i in torch.nonzero(empty).flatten()[:5].tolist()])
         maps = (z.clamp_min(0) * images.brain)[:, 0].numpy().astype(np.float32)
         return ScoreOutput(scores=scores, maps=maps, extras={"empty_brain": empty.numpy()})
+
+    def selection(self) -> dict[str, Any]:
+        return dict(self.selected)

@@ -1,7 +1,10 @@
 """Public types for methods: what a method receives and what it returns.
 
 Methods in ``baselines/``, ``generative/`` and third-party packages import only this module
-(and ``harness.config``, ``harness.training``); the runner computes every metric.
+(and ``harness.settings``, ``harness.training``, ``harness.scoring``); the runner computes every
+metric. A method owns its settings: ``Settings`` (a :class:`~harness.settings.MethodSettings`
+subclass) with per-profile defaults in ``profile_defaults``; the runner resolves them and hands
+the instance to the constructor.
 """
 
 from __future__ import annotations
@@ -10,23 +13,28 @@ import abc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from harness.config import Profile
 from harness.registry import register_method
+from harness.settings import MethodSettings
 
 __all__ = [
-    "CAPABILITIES", "TUMOR", "NO_TUMOR", "LABELS", "ImageSet", "ScoreOutput", "FitContext",
-    "Method", "register_method",
+    "CAPABILITIES", "SUPERVISION", "TUMOR", "NO_TUMOR", "LABELS", "ImageSet", "ScoreOutput", "FitContext",
+    "Method", "MethodSettings", "register_method",
 ]
 
 TUMOR = "tumor"
 NO_TUMOR = "no_tumor"
 LABELS = (NO_TUMOR, TUMOR)  # index = integer label: 0 no_tumor, 1 tumor
-CAPABILITIES = frozenset({"scores", "maps", "translates"})
+# scores: per-image scores; maps: per-pixel maps; translates: translate(images, to_domain);
+# features: can serve as the MRI-domain feature extractor for FID/KID (see Method.feature_extractor)
+CAPABILITIES = frozenset({"scores", "maps", "translates", "features"})
+# what a method learns from: labelled images and masks, image labels only, healthy images only, nothing
+SUPERVISION = ("supervised", "image_labels", "healthy_only", "none")
 
 
 @dataclass
@@ -95,30 +103,49 @@ class FitContext:
 
     device: torch.device
     seed: int
-    profile: Profile
     output_dir: Path  # this method's folder in the run: checkpoints/, curves, samples
     logger: logging.Logger
+    profile: str = "quick"  # the profile's name, for logs; the values are in the method's settings
     resume: bool = False
-    pretrained: str | None = None  # e.g. ImageNet ResNet18 weights path
     amp: bool = False  # mixed precision allowed (GPU)
     progress: bool = True
 
 
 class Method(abc.ABC):
-    """Base class of a registered method. Subclasses set ``capabilities`` and must implement
-    ``fit`` and ``score``; ``translate`` is only for methods with the ``translates`` capability.
+    """Base class of a registered method.
 
-    ``fit`` trains on ``train`` (selecting on ``val``); ``score`` returns per-image scores
-    (and maps, with the ``maps`` capability, at the ImageSet's resolution) for an ImageSet at
-    the runner's resolution (resize inside if the method works at another); methods with the
-    ``translates`` capability implement ``translate(images, to_domain)`` on (N, 1, H, W)
-    tensors in [0, 1] and return the same shape.
-    ``training_curves`` returns per-epoch losses for the report.
+    Subclasses set ``capabilities``, ``supervision``, ``Settings`` and ``profile_defaults``
+    (profile name -> values that differ from the class defaults), and implement ``fit`` and
+    ``score``. The runner constructs a method with its resolved settings, so ``self.settings``
+    is always set.
+
+    ``fit`` trains on ``train`` (selecting on ``val``); ``score`` returns per-image scores (and
+    maps, with the ``maps`` capability, at the ImageSet's resolution) for an ImageSet at the
+    runner's resolution (resize inside if the method works at another); methods with the
+    ``translates`` capability implement ``translate(images, to_domain)`` on (N, 1, H, W) tensors
+    in [0, 1] and return the same shape. After ``fit`` the runner reads ``checkpoint()``,
+    ``selection()`` and ``training_curves()`` into the run's files.
     """
 
     name: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset({"scores"})
+    # with ``translates``: the domains ``translate`` can produce; the runner skips the others
+    # (a method that models healthy anatomy only reconstructs to no_tumor)
+    translates_to: ClassVar[frozenset[str]] = frozenset({TUMOR, NO_TUMOR})
+    supervision: ClassVar[str] = "none"
     description: ClassVar[str] = ""
+    Settings: ClassVar[type[MethodSettings]] = MethodSettings
+    profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init__(self, settings: MethodSettings | None = None) -> None:
+        self.settings = settings if settings is not None else self.Settings()
+
+    @classmethod
+    def working_size(cls, settings: MethodSettings) -> int | None:
+        """The square image size the method works at (None: the runner's size). The runner
+        loads images at the largest working size of a run's methods."""
+        size = getattr(settings, "image_size", None)
+        return int(size) if size else None
 
     @abc.abstractmethod
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
@@ -134,3 +161,19 @@ class Method(abc.ABC):
 
     def training_curves(self) -> dict[str, list[float]]:
         return {}
+
+    def checkpoint(self) -> Path | None:
+        """The file holding the trained model after ``fit`` (recorded with its sha256), if any."""
+        return None
+
+    def selection(self) -> dict[str, Any]:
+        """What ``fit`` chose on validation (epoch, map, aggregate, ...), recorded in run.json.
+        An ``aggregate`` key is also shown on the run page."""
+        return {}
+
+    @classmethod
+    def feature_extractor(cls, checkpoint: Path, device: torch.device) -> torch.nn.Module:
+        """For the ``features`` capability: the network stored in ``checkpoint`` as a module that
+        maps (N, 1, H, W) images in [0, 1] at any size to ``(features (N, D), logits (N, 2))``,
+        in eval mode on ``device``. The MRI-domain FID/KID and target rates use it."""
+        raise TypeError(f"method {cls.name!r} cannot serve as a feature extractor")

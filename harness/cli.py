@@ -22,7 +22,8 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)} (default {DEFAULT_PROFILE})")
     p.add_argument("--seed", type=int, default=0, help="seed for data generation, splits and training (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a profile setting, e.g. --set cyclegan.epochs=3 (repeatable)")
+                   help="override a setting of the core (cohort, split, metrics) or of any method, "
+                        "e.g. --set cyclegan.epochs=3 (repeatable; `list` shows every setting)")
     p.add_argument("--config", metavar="TOML", default=None, help="TOML file of profile overrides")
 
 
@@ -46,11 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_ID", default=None, help="continue an interrupted run")
     run.add_argument("--inception-weights", metavar="PATH", default=None,
                      help="torch-fidelity Inception-v3 weights file (else the torch hub cache)")
-    run.add_argument("--pretrained", metavar="PATH", default=None,
-                     help="ImageNet ResNet18 weights file for the resnet18 baseline (never downloaded)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sub.add_parser("list", help="list datasets, methods and profiles")
+    listing = sub.add_parser("list", help="list datasets, methods (capabilities, supervision, settings) and profiles")
+    listing.add_argument("pattern", nargs="?", default="*",
+                         help="shell-style filter on method names, e.g. 'cycle*' (default: all)")
 
     data = sub.add_parser("data", help="dataset tools: eda, splits")
     data_sub = data.add_subparsers(dest="data_command", metavar="TOOL")
@@ -100,7 +101,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "list":
         from harness.listing import print_listing
 
-        return print_listing()
+        return print_listing(args.pattern)
     if args.command == "data":
         if args.data_command == "eda":
             from harness.data.commands import eda_command
@@ -115,7 +116,7 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "run":
         from harness.runner import run_command
 
-        return run_command(args)
+        return run_command(args, parser.parse_args(["run"]))
     if args.command == "report":
         from reports.render import report_command
 

@@ -1,28 +1,26 @@
-"""The MRI-domain feature extractor for FID/KID: the split's ResNet18 classifier.
+"""The MRI-domain feature extractor for FID/KID and target rates: a method with the ``features``
+capability, trained on the split.
 
-When a run includes ``resnet18`` its checkpoint is used. Otherwise a dedicated ResNet18 is
-trained through the registry once per (split hash, seed, profile) and cached, so a
-CycleGAN-only run still gets an MRI feature space and the next run reuses it.
+When a run includes such a method its checkpoint is used. Otherwise the first registered method
+with the capability is trained once per (method, split hash, seed, profile, settings) and cached,
+so a translation-only run still gets an MRI feature space and the next run reuses it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from harness.api import FitContext, ImageSet
-from harness.config import Profile
 from harness.registry import METHODS
 from harness.training import seed_everything
-
-MRI_METHOD = "resnet18"
 
 
 def cache_root() -> Path:
@@ -30,30 +28,41 @@ def cache_root() -> Path:
     return Path(os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "brain-mri-harness")
 
 
-def reference_key(split_hash: str, seed: int, profile: Profile) -> str:
-    """Profile name plus a hash of its ResNet18 settings, so an override never reuses a stale model."""
-    settings = json.dumps(dataclasses.asdict(profile.resnet18), sort_keys=True)
-    digest = hashlib.sha256(settings.encode()).hexdigest()[:8]
-    return f"{MRI_METHOD}-{split_hash[:16]}-seed{seed}-{profile.name}-{digest}"
+def feature_method(preferred: tuple[str, ...] = ()) -> str | None:
+    """The method that serves as the MRI feature extractor: the first of ``preferred`` (a run's
+    methods) with the ``features`` capability, else the first registered one; None if none has it."""
+    for names in (preferred, METHODS.names()):
+        for name in names:
+            if "features" in METHODS.get(name).capabilities:
+                return name
+    return None
 
 
-def dedicated_checkpoint(train: ImageSet, val: ImageSet, *, split_hash: str, seed: int, profile: Profile,
-                         device: torch.device, logger: logging.Logger, progress: bool) -> Path:
-    """Train (or reuse) the cached ResNet18 for this split; returns its checkpoint file."""
-    folder = cache_root() / "mri-reference" / reference_key(split_hash, seed, profile)
+def reference_key(method: str, split_hash: str, seed: int, profile: str, settings: dict[str, Any]) -> str:
+    """Method, split, seed and profile plus a hash of the settings, so an override never reuses a stale model."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{method}-{split_hash[:16]}-seed{seed}-{profile}-{digest}"
+
+
+def dedicated_checkpoint(method: str, settings: dict[str, Any], train: ImageSet, val: ImageSet, *,
+                         split_hash: str, seed: int, profile: str, device: torch.device,
+                         logger: logging.Logger, progress: bool) -> Path:
+    """Train (or reuse) the cached feature method for this split; returns its checkpoint file."""
+    folder = cache_root() / "mri-reference" / reference_key(method, split_hash, seed, profile, settings)
     target = folder / "model.pt"
     if target.is_file():
         logger.info("MRI feature extractor: reusing %s", target)
         return target
-    logger.info("MRI feature extractor: training a dedicated %s into %s", MRI_METHOD, folder)
+    logger.info("MRI feature extractor: training a dedicated %s into %s", method, folder)
     seed_everything(seed)
-    method = METHODS.get(MRI_METHOD)()
+    cls = METHODS.get(method)
+    instance = cls(cls.Settings(**settings))
     ctx = FitContext(device=device, seed=seed, profile=profile, output_dir=folder / "work",
                      logger=logger, resume=True, amp=device.type == "cuda", progress=progress)
-    method.fit(train, val, ctx)
-    checkpoint = getattr(method, "checkpoint_path", None)
+    instance.fit(train, val, ctx)
+    checkpoint = instance.checkpoint()
     if checkpoint is None or not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"{MRI_METHOD} did not leave a checkpoint (checkpoint_path={checkpoint})")
+        raise FileNotFoundError(f"{method} did not leave a checkpoint (checkpoint() returned {checkpoint})")
     tmp = folder / ".model.pt.tmp"
     shutil.copyfile(checkpoint, tmp)
     os.replace(tmp, target)

@@ -13,7 +13,6 @@ their MRI-domain FID/KID can use the ResNet18 trained earlier in the same run.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import os
 import signal
@@ -31,13 +30,12 @@ import pandas as pd
 import torch
 
 from harness.api import FitContext, ImageSet, Method
-from harness.config import (CohortSettings, CycleGANSettings, MetricSettings, Profile, ResNetSettings,
-                            RunConfig, SplitSettings)
+from harness.config import RunConfig, resolve_method_settings
 from harness.data.input_audit import axial_positions
 from harness.evaluate import (FLOOR_METHOD, check_output, comparison_rows, detection_rows, example_arrays,
                               is_comparison_row, pixel_rows, score_frame, stratum_rows, translate_test)
 from harness.models import file_sha256
-from harness.mri_reference import MRI_METHOD, cache_root, dedicated_checkpoint
+from harness.mri_reference import cache_root, dedicated_checkpoint, feature_method
 from harness.registry import METHODS
 from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now
 from harness.run_env import capture_environment
@@ -71,9 +69,19 @@ class DataLayer:
 def _config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunConfig:
     from harness.data.commands import resolve_profile
 
-    return RunConfig(profile=resolve_profile(args), seed=args.seed, data=args.data, methods=methods,
-                     device=args.device, output=args.output, inception_weights=args.inception_weights,
-                     pretrained=args.pretrained)
+    profile = resolve_profile(args)
+    return RunConfig(profile=profile, seed=args.seed, data=args.data, methods=methods, device=args.device,
+                     output=args.output, inception_weights=args.inception_weights,
+                     method_settings=resolve_method_settings(profile, _with_feature_method(methods)))
+
+
+def _with_feature_method(methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The run's methods plus the MRI feature method when a method translates (its settings are
+    part of the config: they decide the feature space the generative metrics are computed in)."""
+    if not any("translates" in METHODS.get(n).capabilities for n in methods):
+        return methods
+    extra = feature_method(methods)
+    return methods if extra is None or extra in methods else (*methods, extra)
 
 
 def _selected_methods(args: argparse.Namespace) -> tuple[str, ...]:
@@ -88,23 +96,15 @@ def _selected_methods(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
-    """Rebuild the RunConfig stored in run.json (lists back to tuples)."""
-    p = dict(data["profile"])
-    sections = {"cohort": CohortSettings, "split": SplitSettings, "resnet18": ResNetSettings,
-                "cyclegan": CycleGANSettings, "metrics": MetricSettings}
-    for key, cls in sections.items():
-        values = p.get(key, {})
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(values) - set(known)
-        if unknown:
-            raise ValueError(f"run.json config has unknown {key} setting(s) {sorted(unknown)}; "
-                             "was it written by a newer harness?")
-        p[key] = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-    rest = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "profile"}
-    return RunConfig(profile=Profile(**p), **rest)
+    """Rebuild the RunConfig stored in run.json."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValueError as exc:
+        raise ValueError(f"run.json holds a config this harness cannot read (written by another "
+                         f"version?): {exc}") from None
 
 
-_EXPLICIT = ("profile", "seed", "data", "overrides", "config", "device", "inception_weights", "pretrained")
+_EXPLICIT = ("profile", "seed", "data", "overrides", "config", "device", "inception_weights")
 
 
 def _resume_config(args: argparse.Namespace, stored: RunConfig, defaults: argparse.Namespace) -> RunConfig:
@@ -113,13 +113,13 @@ def _resume_config(args: argparse.Namespace, stored: RunConfig, defaults: argpar
     if args.all or args.method or explicit:
         methods = _selected_methods(args) if (args.all or args.method) else stored.methods
         given = _config_from_args(args, methods)
-        mine = dataclasses.replace(given, output=stored.output).to_dict()
+        mine = given.model_copy(update={"output": stored.output}).to_dict()
         theirs = stored.to_dict()
         if args.device == defaults.device:
             mine["device"] = theirs["device"]
         if not any(k in explicit for k in ("profile", "overrides", "config")):
-            mine["profile"] = theirs["profile"]
-        for k in ("seed", "data", "inception_weights", "pretrained"):
+            mine["profile"], mine["method_settings"] = theirs["profile"], theirs["method_settings"]
+        for k in ("seed", "data", "inception_weights"):
             if k not in explicit:
                 mine[k] = theirs[k]
         diff = sorted(k for k in theirs if mine.get(k) != theirs[k])
@@ -131,11 +131,9 @@ def _resume_config(args: argparse.Namespace, stored: RunConfig, defaults: argpar
 
 # ---------------------------------------------------------------- the command
 
-def run_command(args: argparse.Namespace) -> int:
-    """Entry point of ``python -m harness run``; returns the exit status (0 ok, 1 a method failed)."""
-    from harness.cli import build_parser
-
-    defaults = build_parser().parse_args(["run"])
+def run_command(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
+    """Entry point of ``python -m harness run``; returns the exit status (0 ok, 1 a method failed).
+    ``defaults`` are the options' defaults, to tell what the user gave explicitly."""
     if args.seeds:
         return _run_seeds(args, defaults)
     if args.resume:
@@ -362,7 +360,7 @@ class Runner:
         timings["eda"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
-        size = max(profile.resnet18.image_size, profile.cyclegan.image_size)
+        size = self._load_size()
         self.sets = {which: self.data.load_imageset(source, split, which, size, self.progress)
                      for which in ("train", "val", "test")}
         timings["load"] = round(time.perf_counter() - t, 3)
@@ -370,10 +368,22 @@ class Runner:
                          "/".join(str(len(s)) for s in self.sets.values()), size)
         self._save_run()
 
+    def _load_size(self) -> int:
+        """The largest working size of the run's methods (the feature method included), so each
+        method can take its own size down from it; the cohort's slice size when none declares one."""
+        sizes = [METHODS.get(n).working_size(self._settings(n)) for n in self.config.method_settings]
+        sizes = [s for s in sizes if s]
+        return max(sizes) if sizes else self.config.profile.cohort.slice_size
+
+    def _settings(self, name: str):
+        """Method ``name``'s resolved settings as its typed model (validated again on resume)."""
+        cls = METHODS.get(name)
+        return cls.Settings(**self.config.method_settings[name])
+
     @staticmethod
     def _order(names: tuple[str, ...]) -> list[str]:
-        """Translating methods last, so their MRI feature space can use this run's resnet18."""
-        return sorted(names, key=lambda n: "translates" in getattr(METHODS.get(n), "capabilities", ()))
+        """Translating methods last, so their MRI feature space can use this run's feature method."""
+        return sorted(names, key=lambda n: "translates" in METHODS.get(n).capabilities)
 
     # -------------------------------------------------------------- one method
     def _run_method(self, name: str) -> None:
@@ -399,13 +409,13 @@ class Runner:
         cfg, timings = self.config, entry["timings"]
         train, val, test = self.sets["train"], self.sets["val"], self.sets["test"]
         seed_everything(cfg.seed)
-        method: Method = METHODS.get(name)()
+        method: Method = METHODS.get(name)(self._settings(name))
         entry["capabilities"] = sorted(method.capabilities)
+        entry["supervision"] = method.supervision
         entry["description"] = method.description
-        ctx = FitContext(device=self.device, seed=cfg.seed, profile=cfg.profile,
+        ctx = FitContext(device=self.device, seed=cfg.seed, profile=cfg.profile.name,
                          output_dir=self.folder.method_dir(name), logger=self.logger.getChild(name),
-                         resume=resume, pretrained=cfg.pretrained, amp=self.device.type == "cuda",
-                         progress=self.progress)
+                         resume=resume, amp=self.device.type == "cuda", progress=self.progress)
         t = time.perf_counter()
         method.fit(train, val, ctx)
         timings["fit"] = round(time.perf_counter() - t, 3)
@@ -426,9 +436,9 @@ class Runner:
             rows += pixel_rows(name, test, test_out, settings, cfg.seed, subjects, val=val, val_out=val_out,
                                test_strata=strata)
         entry["threshold"] = threshold
-        selected = getattr(method, "selected", None)
+        selected = method.selection()
         entry["selected"] = _jsonable(selected) if selected else None
-        entry["aggregate"] = selected.get("aggregate") if isinstance(selected, dict) else None
+        entry["aggregate"] = selected.get("aggregate") if selected else None
         self._record_checkpoint(method, entry)
         curves = method.training_curves()
         if curves:
@@ -466,7 +476,7 @@ class Runner:
         self._save_results()
 
     def _record_checkpoint(self, method: Method, entry: dict[str, Any]) -> None:
-        path = getattr(method, "checkpoint_path", None)
+        path = method.checkpoint()
         if path is None or not Path(path).is_file():
             entry.update(checkpoint=None, checkpoint_sha256=None)
             return
@@ -496,8 +506,14 @@ class Runner:
             cache_dir=cache_root(), logger=self.logger.getChild(name))
 
     def _mri_checkpoint(self) -> str | None:
-        """This run's resnet18 checkpoint, else a cached dedicated one; None (with a note) if neither."""
-        entry = self.info["methods"].get(MRI_METHOD)
+        """This run's feature method's checkpoint, else a cached dedicated one; None (with a note) if neither."""
+        name = feature_method(self.config.methods)
+        if name is None:
+            note = "MRI feature space unavailable: no registered method has the 'features' capability"
+            if note not in self.info["notes"]:
+                self.info["notes"].append(note)
+            return None
+        entry = self.info["methods"].get(name)
         if entry and entry["status"] == "complete" and entry.get("checkpoint"):
             path = Path(entry["checkpoint"])
             path = path if path.is_absolute() else self.folder.path / path
@@ -505,9 +521,9 @@ class Runner:
                 return str(path)
         try:
             return str(dedicated_checkpoint(
-                self.sets["train"], self.sets["val"], split_hash=self.split_hash, seed=self.config.seed,
-                profile=self.config.profile, device=self.device, logger=self.logger.getChild("mri-reference"),
-                progress=self.progress))
+                name, self.config.method_settings[name], self.sets["train"], self.sets["val"],
+                split_hash=self.split_hash, seed=self.config.seed, profile=self.config.profile.name,
+                device=self.device, logger=self.logger.getChild("mri-reference"), progress=self.progress))
         except Exception as exc:
             note = f"MRI feature space unavailable: {type(exc).__name__}: {exc}"
             if note not in self.info["notes"]:
@@ -526,7 +542,7 @@ class Runner:
 
 def _method_entry(name: str) -> dict[str, Any]:
     return {"status": "pending", "error": None, "traceback": None, "capabilities": [],
-            "description": "", "timings": {}, "threshold": None, "aggregate": None,
+            "supervision": METHODS.get(name).supervision, "description": "", "timings": {}, "threshold": None, "aggregate": None,
             "checkpoint": None, "checkpoint_sha256": None}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from harness.api import FitContext, ImageSet
-from harness.config import PROFILES, apply_overrides
+from harness.config import method_settings
 
 
 def make_slices(n: int, size: int = 32, seed: int = 0, contrast: float = 0.5,
@@ -43,10 +43,14 @@ def make_slices(n: int, size: int = 32, seed: int = 0, contrast: float = 0.5,
     )
 
 
-def make_context(out: Path, seed: int = 0, resume: bool = False, pretrained: str | None = None,
-                 **resnet: object) -> FitContext:
-    """A CPU FitContext on the smoke profile with ResNet settings overridden."""
-    profile = apply_overrides(PROFILES["smoke"], {"resnet18": dict(resnet)}) if resnet else PROFILES["smoke"]
-    return FitContext(device=torch.device("cpu"), seed=seed, profile=profile, output_dir=Path(out),
-                      logger=logging.getLogger("test-baselines"), resume=resume, pretrained=pretrained,
-                      progress=False)
+def make_context(out: Path, seed: int = 0, resume: bool = False) -> FitContext:
+    """A CPU FitContext for the smoke profile."""
+    return FitContext(device=torch.device("cpu"), seed=seed, profile="smoke", output_dir=Path(out),
+                      logger=logging.getLogger("test-baselines"), resume=resume, progress=False)
+
+
+def resnet18(**overrides: object):
+    """A ResNet18Baseline with the smoke profile's settings and ``overrides`` on top."""
+    from baselines.resnet18 import ResNet18Baseline
+
+    return ResNet18Baseline(method_settings("resnet18", "smoke", overrides))

@@ -66,6 +66,9 @@ class MeanIntensity(Method):
     def training_curves(self) -> dict[str, list[float]]:
         return self.curves
 
+    def checkpoint(self) -> Path | None:
+        return self.checkpoint_path
+
 
 class Failing(MeanIntensity):
     description = "toy: always fails in fit"

@@ -8,15 +8,18 @@ import sys
 import pytest
 
 from harness.api import Method, ScoreOutput
-from harness.config import PROFILES, RunConfig, apply_overrides, get_profile, parse_set_option
+from harness.config import (PROFILES, RunConfig, apply_overrides, get_profile, method_settings,
+                            parse_set_option, resolve_method_settings)
 from harness.registry import METHODS, Registry, UnknownNameError
+from harness.settings import SettingsError
 
 
-def test_profiles_exist_and_differ():
+def test_profiles_exist_and_methods_own_their_per_profile_defaults():
     assert {"smoke", "quick", "paper"} <= set(PROFILES)
-    assert get_profile("paper").resnet18.image_size == 224
-    assert get_profile("paper").cyclegan.image_size == 256
-    assert get_profile("smoke").cyclegan.epochs < get_profile("quick").cyclegan.epochs
+    assert method_settings("resnet18", "paper").image_size == 224
+    assert method_settings("cyclegan", "paper").image_size == 256
+    assert method_settings("cyclegan", "smoke").epochs < method_settings("cyclegan", "quick").epochs
+    assert get_profile("smoke").cohort.n_subjects < get_profile("quick").cohort.n_subjects
 
 
 def test_unknown_profile_suggests_close_name():
@@ -24,14 +27,35 @@ def test_unknown_profile_suggests_close_name():
         get_profile("quik")
 
 
-def test_overrides_nested_and_dotted():
+def test_overrides_nested_and_dotted_reach_the_method_settings():
     base = get_profile("quick")
-    changed = apply_overrides(base, parse_set_option(["cyclegan.epochs=3", "resnet18.lr=0.01"]))
-    assert changed.cyclegan.epochs == 3 and changed.resnet18.lr == 0.01
-    assert base.cyclegan.epochs != 3 or base.resnet18.lr != 0.01  # original untouched
-    with pytest.raises(ValueError, match="unknown cyclegan setting"):
-        apply_overrides(base, {"cyclegan.epochz": 1})
-    with pytest.raises(ValueError, match="section.key=value"):
+    changed = apply_overrides(base, parse_set_option(["cyclegan.epochs=3", "resnet18.lr=0.01", "cohort.n_subjects=20"]))
+    resolved = resolve_method_settings(changed, ("cyclegan", "resnet18"))
+    assert resolved["cyclegan"]["epochs"] == 3 and resolved["resnet18"]["lr"] == 0.01
+    assert resolved["cyclegan"]["ngf"] == method_settings("cyclegan", "quick").ngf  # the rest stays
+    assert changed.cohort.n_subjects == 20 and base.cohort.n_subjects != 20  # original untouched
+    nested = apply_overrides(base, {"cyclegan": {"epochs": 4}})
+    assert resolve_method_settings(nested, ("cyclegan",))["cyclegan"]["epochs"] == 4
+
+
+@pytest.mark.parametrize("item, message", [
+    ("resnet18.epochs=abc", "resnet18.epochs='abc': input should be a valid integer"),
+    ("resnet18.epoch=3", "unknown setting resnet18.epoch; did you mean resnet18.epochs?"),
+    ("resnet18.epochs=0", "resnet18.epochs=0: input should be greater than or equal to 1"),
+    ("cyclegan.upsample=nearest", "expected 'resize' | 'transpose'"),
+    ("cohort.n_subjects=x", "cohort.n_subjects='x'"),
+    ("resnt18.epochs=3", "Did you mean 'resnet18'"),
+])
+def test_bad_settings_name_the_key_and_what_was_expected(item, message):
+    with pytest.raises(SettingsError) as info:
+        apply_overrides(get_profile("quick"), parse_set_option([item]))
+    assert message in str(info.value)
+
+
+def test_unknown_key_error_lists_the_valid_keys():
+    with pytest.raises(SettingsError, match="valid keys: image_size, epochs"):
+        apply_overrides(get_profile("quick"), {"resnet18.epoch": 3})
+    with pytest.raises(SettingsError, match="SECTION.KEY=VALUE"):
         parse_set_option(["epochs=3"])
 
 
@@ -62,10 +86,24 @@ def test_registry_did_you_mean_and_runtime_registration():
         reg.register("toy-mean", object)
 
 
-def test_global_registry_lists_builtin_methods_without_errors():
+def test_global_registry_loads_every_builtin_method():
+    from harness.registry import BUILTIN_METHOD_MODULES
+
     names = METHODS.names()
     assert not METHODS.load_errors, METHODS.load_errors
-    assert isinstance(names, list)
+    assert {"resnet18", "intensity", "cyclegan"} <= set(names)
+    assert len(names) >= len(BUILTIN_METHOD_MODULES)
+
+
+def test_a_builtin_method_that_fails_to_import_is_recorded_not_skipped(monkeypatch):
+    import harness.registry as registry
+
+    reg: Registry = Registry("method")
+    monkeypatch.setattr(registry, "METHODS", reg)
+    monkeypatch.setattr(registry, "BUILTIN_METHOD_MODULES", ("harness_no_such_method_module",))
+    registry._load_builtin_methods()
+    assert "harness_no_such_method_module" in reg.load_errors
+    assert "ModuleNotFoundError" in reg.load_errors["harness_no_such_method_module"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -76,8 +114,20 @@ def test_cli_help_and_list():
     assert _cli("--help").returncode == 0
     listing = _cli("list")
     assert listing.returncode == 0, listing.stderr
-    for word in ("Datasets:", "mni152-lesions", "Methods:", "Profiles:", "smoke", "quick", "paper"):
+    for word in ("Datasets:", "mni152-lesions", "Methods:", "Profiles:", "smoke", "quick", "paper",
+                 "supervision: supervised", "resnet18.epochs", "cyclegan.image_size"):
         assert word in listing.stdout
+    filtered = _cli("list", "cycle*")
+    assert "cyclegan.image_size" in filtered.stdout and "resnet18.epochs" not in filtered.stdout
+
+
+def test_cli_bad_setting_is_one_error_line_before_any_data_is_loaded(tmp_path):
+    result = _cli("run", "--all", "--set", "resnet18.epochs=abc", "--output", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: resnet18.epochs='abc': input should be a valid integer, unable to parse string as an "
+        "integer (expected int)"]
+    assert not any(tmp_path.iterdir())  # no run folder
 
 
 def test_cli_unknown_method_is_one_line_error():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -12,7 +11,8 @@ import pytest
 import torch
 
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet
-from harness.config import PROFILES, CycleGANSettings
+from harness.config import method_settings
+from generative.cyclegan.settings import CycleGANSettings
 from harness.registry import METHODS
 from generative.cyclegan.method import CycleGANMethod
 from generative.cyclegan.networks import PatchDiscriminator, ResnetGenerator, init_weights
@@ -66,9 +66,8 @@ TINY = CycleGANSettings(image_size=32, ngf=4, ndf=4, n_blocks=1, epochs=2, decay
                         upsample="transpose", cpu_bf16=False)
 
 
-def make_ctx(tmp: Path, settings: CycleGANSettings, seed: int = 0, resume: bool = False) -> FitContext:
-    profile = dataclasses.replace(PROFILES["smoke"], cyclegan=settings)
-    return FitContext(device=torch.device("cpu"), seed=seed, profile=profile, output_dir=tmp,
+def make_ctx(tmp: Path, seed: int = 0, resume: bool = False) -> FitContext:
+    return FitContext(device=torch.device("cpu"), seed=seed, profile="smoke", output_dir=tmp,
                       logger=logging.getLogger("test-cyclegan"), resume=resume, progress=False)
 
 
@@ -86,8 +85,8 @@ def tiny_data() -> tuple[ImageSet, ImageSet]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_data) -> CycleGANMethod:
     train, val = tiny_data
-    method = CycleGANMethod()
-    method.fit(train, val, make_ctx(tmp_path_factory.mktemp("tiny"), TINY))
+    method = CycleGANMethod(TINY)
+    method.fit(train, val, make_ctx(tmp_path_factory.mktemp("tiny")))
     return method
 
 
@@ -95,9 +94,8 @@ def tiny_run(tmp_path_factory, tiny_data) -> CycleGANMethod:
 def smoke_run(tmp_path_factory) -> tuple[CycleGANMethod, ImageSet, Path]:
     """The smoke profile's settings on 64 px synthetic data (the model works at 32 px)."""
     out = tmp_path_factory.mktemp("smoke")
-    method = METHODS.get("cyclegan")()
-    method.fit(synthetic_set(64, 64, seed=3), synthetic_set(24, 64, seed=4),
-               make_ctx(out, PROFILES["smoke"].cyclegan))
+    method = METHODS.get("cyclegan")(method_settings("cyclegan", "smoke"))
+    method.fit(synthetic_set(64, 64, seed=3), synthetic_set(24, 64, seed=4), make_ctx(out))
     return method, synthetic_set(24, 64, seed=5), out
 
 
@@ -135,13 +133,13 @@ def test_init_is_normal_002_and_seeded():
 
 def test_bad_image_size_is_a_clear_error(tmp_path, tiny_data):
     with pytest.raises(ValueError, match="multiple of 4"):
-        CycleGANMethod().fit(*tiny_data, make_ctx(tmp_path, dataclasses.replace(TINY, image_size=30)))
+        CycleGANMethod(TINY.model_copy(update=dict(image_size=30))).fit(*tiny_data, make_ctx(tmp_path))
 
 
 def test_missing_domain_is_a_clear_error(tmp_path, tiny_data):
     train, val = tiny_data
     with pytest.raises(ValueError, match="no_tumor images"):
-        CycleGANMethod().fit(train.of_label(1), val, make_ctx(tmp_path, TINY))
+        CycleGANMethod(TINY).fit(train.of_label(1), val, make_ctx(tmp_path))
 
 
 # -- training pieces -----------------------------------------------------------------------
@@ -178,12 +176,12 @@ def test_training_writes_curves_samples_and_checkpoints(tiny_run):
 
 
 def test_same_seed_same_weights_other_seed_differs(tmp_path, tiny_data, tiny_run):
-    again = CycleGANMethod()
-    again.fit(*tiny_data, make_ctx(tmp_path / "a", TINY))
+    again = CycleGANMethod(TINY)
+    again.fit(*tiny_data, make_ctx(tmp_path / "a"))
     ref = generator_tensors(tiny_run)
     assert all(torch.equal(v, ref[k]) for k, v in generator_tensors(again).items())
-    other = CycleGANMethod()
-    other.fit(*tiny_data, make_ctx(tmp_path / "b", TINY, seed=1))
+    other = CycleGANMethod(TINY)
+    other.fit(*tiny_data, make_ctx(tmp_path / "b", seed=1))
     assert not torch.equal(generator_tensors(other)["G_AB.model.1.weight"], ref["G_AB.model.1.weight"])
 
 
@@ -200,13 +198,13 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tmp_path, tiny_data, t
 
     monkeypatch.setattr(CycleGANTrainer, "_step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        CycleGANMethod().fit(*tiny_data, make_ctx(tmp_path, TINY))
+        CycleGANMethod(TINY).fit(*tiny_data, make_ctx(tmp_path))
     assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
     monkeypatch.setattr(CycleGANTrainer, "_step", original)
 
     torch.manual_seed(12345)  # a resumed process starts with unrelated global RNG state
-    resumed = CycleGANMethod()
-    resumed.fit(*tiny_data, make_ctx(tmp_path, TINY, resume=True))
+    resumed = CycleGANMethod(TINY)
+    resumed.fit(*tiny_data, make_ctx(tmp_path, resume=True))
     ref = generator_tensors(tiny_run)
     got = generator_tensors(resumed)
     assert got.keys() == ref.keys()
@@ -219,7 +217,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_data, tiny_run):
 
     shutil.copytree(tiny_run.trainer.output_dir / "checkpoints", tmp_path / "checkpoints")
     with pytest.raises(ValueError, match="different cyclegan settings.*ngf"):
-        CycleGANMethod().fit(*tiny_data, make_ctx(tmp_path, dataclasses.replace(TINY, ngf=8), resume=True))
+        CycleGANMethod(TINY.model_copy(update=dict(ngf=8))).fit(*tiny_data, make_ctx(tmp_path, resume=True))
 
 
 # -- scoring -------------------------------------------------------------------------------

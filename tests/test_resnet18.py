@@ -11,7 +11,7 @@ import torch
 import torchvision
 from sklearn.metrics import roc_auc_score
 
-from baseline_data import make_context, make_slices
+from baseline_data import make_context, make_slices, resnet18
 from baselines.augment import AugmentSettings, augment_batch
 from baselines.resnet18 import ResNet18Baseline, load_classifier, load_pretrained, preprocess
 from harness.models import build_resnet18_classifier, standardize
@@ -40,8 +40,8 @@ def data():
 @pytest.fixture(scope="module")
 def trained(data, tmp_path_factory):
     train, val, _ = data
-    model = ResNet18Baseline()
-    model.fit(train, val, make_context(tmp_path_factory.mktemp("r18"), **SETTINGS))
+    model = resnet18(**SETTINGS)
+    model.fit(train, val, make_context(tmp_path_factory.mktemp("r18")))
     return model
 
 
@@ -76,8 +76,8 @@ def test_same_seed_same_scores(data, tmp_path):
     one_epoch = {**SETTINGS, "epochs": 1}
     scores = []
     for run in ("a", "b"):
-        model = ResNet18Baseline()
-        model.fit(train, val, make_context(tmp_path / run, **one_epoch))
+        model = resnet18(**one_epoch)
+        model.fit(train, val, make_context(tmp_path / run))
         scores.append(model.score(test).scores)
     np.testing.assert_array_equal(scores[0], scores[1])
 
@@ -97,11 +97,11 @@ def test_resume_is_exact(trained, data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Checkpointer, "save", crash_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
-        ResNet18Baseline().fit(train, val, make_context(tmp_path / "resumed", **SETTINGS))
+        resnet18(**SETTINGS).fit(train, val, make_context(tmp_path / "resumed"))
     monkeypatch.setattr(Checkpointer, "save", original_save)
     torch.manual_seed(12345)  # a resumed process starts with different global RNG state
-    resumed = ResNet18Baseline()
-    resumed.fit(train, val, make_context(tmp_path / "resumed", resume=True, **SETTINGS))
+    resumed = resnet18(**SETTINGS)
+    resumed.fit(train, val, make_context(tmp_path / "resumed", resume=True))
 
     last_full = torch.load(full.checkpoint_path.parent / "checkpoints/last.pt", weights_only=False)["state"]
     last_resumed = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["state"]
@@ -117,7 +117,7 @@ def test_resume_is_exact(trained, data, tmp_path, monkeypatch):
 def test_missing_pretrained_file_is_a_clear_error(data, tmp_path):
     missing = tmp_path / "nowhere" / "resnet18.pth"
     with pytest.raises(FileNotFoundError) as info:
-        ResNet18Baseline().fit(*data[:2], make_context(tmp_path, pretrained=str(missing), **SETTINGS))
+        resnet18(pretrained=str(missing), **SETTINGS).fit(*data[:2], make_context(tmp_path))
     assert str(missing) in str(info.value) and "resnet18-f37072fd.pth" in str(info.value)
 
 
@@ -130,8 +130,8 @@ def test_pretrained_file_loads(data, tmp_path):
     assert torch.equal(model.conv1.weight, state["conv1.weight"].sum(dim=1, keepdim=True))
     assert torch.equal(model.layer4[1].conv2.weight, state["layer4.1.conv2.weight"])
     assert model.fc.weight.shape == (2, 512)
-    fitted = ResNet18Baseline()
-    fitted.fit(*data[:2], make_context(tmp_path / "run", pretrained=str(path), **{**SETTINGS, "epochs": 1}))
+    fitted = resnet18(pretrained=str(path), **{**SETTINGS, "epochs": 1})
+    fitted.fit(*data[:2], make_context(tmp_path / "run"))
     assert fitted.selected["pretrained"] is True
 
 
@@ -147,9 +147,9 @@ def test_bad_inputs(data, tmp_path):
     with pytest.raises(RuntimeError, match="fit"):
         ResNet18Baseline().score(test)
     with pytest.raises(ValueError, match="both tumor and no_tumor"):
-        ResNet18Baseline().fit(train.of_label(1), val, make_context(tmp_path, **SETTINGS))
+        resnet18(**SETTINGS).fit(train.of_label(1), val, make_context(tmp_path))
     with pytest.raises(ValueError, match="empty"):
-        ResNet18Baseline().fit(train, val.subset([]), make_context(tmp_path, **SETTINGS))
+        resnet18(**SETTINGS).fit(train, val.subset([]), make_context(tmp_path))
 
 
 NOTHING = AugmentSettings(flip_p=0.0, max_rotation_deg=0.0, max_translate=0.0, scale=(1.0, 1.0),

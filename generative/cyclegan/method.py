@@ -13,11 +13,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from pathlib import Path
+from typing import Any
+
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet, Method, ScoreOutput, register_method
-from harness.config import CycleGANSettings
 from harness.training import make_generator
 from generative.cyclegan.networks import from_model_range, to_model_range
 from generative.cyclegan.scoring import MAP_KINDS, aggregate, anomaly_map, select_scoring
+from generative.cyclegan.settings import PROFILE_DEFAULTS, CycleGANSettings
 from generative.cyclegan.train import CycleGANTrainer
 
 INFERENCE_BATCH = 32
@@ -26,20 +29,22 @@ INFERENCE_BATCH = 32
 @register_method("cyclegan")
 class CycleGANMethod(Method):
     capabilities = frozenset({"scores", "maps", "translates"})
+    supervision = "image_labels"
     description = ("CycleGAN tumor<->no_tumor; anomaly map = how much the tumor->healthy "
                    "generator changes each brain pixel, after removing the image's global "
                    "gain/offset (map chosen by val pixel AUROC when masks exist, aggregate by "
                    "val image AUROC)")
+    Settings = CycleGANSettings
+    profile_defaults = PROFILE_DEFAULTS
 
-    def __init__(self) -> None:
-        self.settings: CycleGANSettings | None = None
+    def __init__(self, settings: CycleGANSettings | None = None) -> None:
+        super().__init__(settings)
         self.trainer: CycleGANTrainer | None = None
         self.selected: dict[str, object] = {}
 
     # -- training --------------------------------------------------------------------------
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
-        s = ctx.profile.cyclegan
-        self.settings = s
+        s: CycleGANSettings = self.settings
         small = train.resized(s.image_size)
         images_a = _limit(small.of_label(1).images, s.max_train_per_domain, ctx.seed)
         images_b = _limit(small.of_label(0).images, s.max_train_per_domain, ctx.seed + 1)
@@ -85,6 +90,12 @@ class CycleGANMethod(Method):
     def training_curves(self) -> dict[str, list[float]]:
         return {} if self.trainer is None else {k: list(v) for k, v in self.trainer.curves.items()}
 
+    def selection(self) -> dict[str, Any]:
+        return dict(self.selected)
+
+    def checkpoint(self) -> Path | None:
+        return None if self.trainer is None else self.trainer.checkpointer.last_path
+
     # -- helpers ---------------------------------------------------------------------------
     def _require_fitted(self) -> None:
         if self.trainer is None:
@@ -93,7 +104,7 @@ class CycleGANMethod(Method):
     def _to_healthy(self, images: ImageSet) -> tuple[ImageSet, torch.Tensor]:
         """The ImageSet at the model's size and its tumor->healthy translation (same size)."""
         self._require_fitted()
-        assert self.settings is not None and self.trainer is not None
+        assert self.trainer is not None
         small = images.resized(self.settings.image_size)
         return small, self._run(self.trainer.G_AB, small.images)
 
@@ -101,7 +112,7 @@ class CycleGANMethod(Method):
     def _run(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         """Apply a generator to (N, 1, H, W) images in [0, 1] at the model's size, in batches,
         and resize the result back to (H, W)."""
-        assert self.settings is not None and self.trainer is not None
+        assert self.trainer is not None
         if images.ndim != 4 or images.shape[1] != 1:
             raise ValueError(f"expected images shaped (N, 1, H, W), got {tuple(images.shape)}")
         size = self.settings.image_size

@@ -17,7 +17,6 @@ from the last epoch boundary and ends with the same weights as an uninterrupted 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from harness.config import CycleGANSettings
+from generative.cyclegan.settings import CycleGANSettings
 from harness.training import Checkpointer, autocast, make_generator, progress, seed_everything
 from generative.cyclegan.networks import (
     PatchDiscriminator, ResnetGenerator, check_image_size, from_model_range, init_weights,
@@ -145,7 +144,7 @@ class CycleGANTrainer:
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "settings": dataclasses.asdict(self.settings),
+            "settings": self.settings.model_dump(),
             "G_AB": self.G_AB.state_dict(), "G_BA": self.G_BA.state_dict(),
             "D_A": self.D_A.state_dict(), "D_B": self.D_B.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
@@ -156,7 +155,7 @@ class CycleGANTrainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state["settings"]
-        if saved != dataclasses.asdict(self.settings):
+        if saved != self.settings.model_dump():
             diff = sorted(k for k in saved if saved[k] != getattr(self.settings, k, None))
             raise ValueError("cannot resume: the checkpoint was trained with different cyclegan "
                              f"settings ({', '.join(diff)})")

@@ -27,7 +27,6 @@ The cohort is cached as a compressed ``.npz`` keyed by (generator version, seed,
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -142,7 +141,7 @@ def _validate(settings: CohortSettings, seed: int) -> None:
 
 
 def _cache_key(settings: CohortSettings, seed: int) -> str:
-    blob = json.dumps({"version": GENERATOR_VERSION, "seed": seed, "settings": dataclasses.asdict(settings)},
+    blob = json.dumps({"version": GENERATOR_VERSION, "seed": seed, "settings": settings.model_dump()},
                       sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()
 
