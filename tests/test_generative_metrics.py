@@ -33,7 +33,7 @@ from harness.metrics.feature_spaces import MRI_EXTRACTOR, MRIExtractor, MRIModul
 from harness.metrics.generative import BATCH_SIZE, Translations, UInt8Images, evaluate_generative, to_uint8
 from harness.metrics.subject_halves import BALANCE, subject_groups, subject_halves
 from harness.metrics.weights import INCEPTION_WEIGHTS_FILE
-from harness.models import file_sha256
+from harness.hashing import file_sha256
 from harness.results import upgrade_metrics
 
 os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
@@ -420,6 +420,13 @@ def test_real_features_are_cached_by_content(tmp_path, monkeypatch):
     torch.nn.init.zeros_(other.trunk[0].bias)
     evaluate(data_of({"tumor": real}, {"tumor": fake}), tmp_path, tiny_mri(module=other.eval()))
     assert sum(seen) == 20 + 12 + 16  # same fingerprint string, other weights -> never the stale features
+
+
+def test_module_fingerprint_covers_every_weight_and_buffer():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))  # 0-d num_batches_tracked
+    first = feature_spaces.module_sha256(net)
+    net[1].running_mean += 1
+    assert feature_spaces.module_sha256(net) != first
 
 
 def test_corrupt_cache_entry_is_a_miss(tmp_path):

@@ -27,7 +27,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import create_feature_extractor
 
 from harness.metrics.weights import find_inception_weights, inception_missing_reason
-from harness.models import file_sha256
+from harness.hashing import file_sha256
 
 INCEPTION_SPACE = "inception-v3"
 INCEPTION_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's registered name
@@ -181,7 +181,7 @@ def module_sha256(module: torch.nn.Module) -> str:
     for name, tensor in module.state_dict().items():
         t = tensor.detach().cpu().contiguous()
         h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # reshape: 0-d buffers (BatchNorm counts)
     return h.hexdigest()
 
 
