@@ -189,9 +189,12 @@ def example_arrays(method: Method, test: ImageSet, test_out: ScoreOutput,
         index = members[picked]
         arrays[f"{domain}_real"] = test.images[index, 0].numpy().astype(np.float32)
         if "translates" in method.capabilities:
+            # the other domain, or for a method that only reconstructs healthy images, that
+            # reconstruction (a healthy slice's own: what the method deems normal in it)
             other = NO_TUMOR if domain == TUMOR else TUMOR
+            target = other if other in method.translates_to else NO_TUMOR
             with torch.no_grad():
-                moved = method.translate(test.images[index], other)
+                moved = method.translate(test.images[index], target)
             arrays[f"{domain}_translated"] = moved.detach().float().cpu()[:, 0].numpy()
         if test_out.maps is not None:
             arrays[f"{domain}_map"] = np.asarray(test_out.maps)[index].astype(np.float32)
