@@ -42,7 +42,7 @@ from harness.imaging import blur, gaussian_kernel
 __all__ = [
     "MAP_KINDS", "SIGNED_KINDS", "AGGREGATES", "FALLBACK", "local_ssim", "gain_offset", "matched_residual",
     "default_sigma", "anomaly_map", "aggregate", "pixel_auroc", "deployed_maps", "deploy", "select_scoring",
-    "resize",
+    "select_from_maps", "resize",
 ]
 
 MAP_KINDS = ("residual", "ssim", "matched", "brighter", "darker")
@@ -213,7 +213,14 @@ def _best(table: dict[str, float | None], keys: list[str]) -> str | None:
 def select_scoring(images: ImageSet, healthy: torch.Tensor,
                    kinds: Iterable[str] = MAP_KINDS) -> dict[str, Any]:
     """Pick the anomaly map and its aggregate on validation ``images`` with healthy versions
-    ``healthy``, scoring each candidate exactly as :func:`deploy` will.
+    ``healthy``, every candidate scored exactly as :func:`deploy` will score it."""
+    chosen = [k for k in MAP_KINDS if k in set(kinds)]
+    return select_from_maps(deployed_maps(images, healthy, chosen), images.brain, images.labels, images.masks)
+
+
+def select_from_maps(maps: dict[str, torch.Tensor], brain: torch.Tensor, labels: torch.Tensor,
+                     masks: torch.Tensor | None = None) -> dict[str, Any]:
+    """The selection rule, on (N, H, W) ``maps`` (a subset of MAP_KINDS) over ``brain``.
 
     With lesion masks, the MAP is the one with the best pixel AUROC over brain pixels, then its
     AGGREGATE the one with the best image AUROC. Maps are meant to localise: chosen by image
@@ -224,20 +231,19 @@ def select_scoring(images: ImageSet, healthy: torch.Tensor,
     Without both labels no AUROC exists: fall back to FALLBACK with ``val_auroc = None``.
     ``table`` holds every candidate's AUROC: "map/aggregate" (image) and, with masks,
     "map/pixel"."""
-    y = images.labels.cpu().numpy().astype(int)
+    y = labels.cpu().numpy().astype(int)
     if len(np.unique(y)) < 2:
         return {"map": FALLBACK[0], "aggregate": FALLBACK[1], "val_auroc": None,
                 "val_pixel_auroc": None, "criterion": "none: val lacks a class", "table": {}}
-    kinds = [k for k in MAP_KINDS if k in set(kinds)]
-    maps = deployed_maps(images, healthy, kinds)
+    kinds = [k for k in MAP_KINDS if k in maps]
     table: dict[str, float | None] = {
-        f"{k}/{a}": float(roc_auc_score(y, aggregate(maps[k], images.brain, a)))
+        f"{k}/{a}": float(roc_auc_score(y, aggregate(maps[k], brain, a)))
         for k in kinds for a in AGGREGATES}
     kind = None
-    if images.masks is not None:
-        index = _pixel_subsample(images.brain)
+    if masks is not None:
+        index = _pixel_subsample(brain)
         for k in kinds:
-            table[f"{k}/pixel"] = pixel_auroc(maps[k], images.masks, images.brain, index)
+            table[f"{k}/pixel"] = pixel_auroc(maps[k], masks, brain, index)
         best_map = _best(table, [f"{k}/pixel" for k in kinds])
         kind = None if best_map is None else best_map.split("/")[0]
     if kind is None:
