@@ -33,7 +33,9 @@ _FEATURES = {"width": "width", "height": "height", "aspect": "aspect ratio", "fi
              "mode": "colour mode", "median": "in-brain median", "iqr": "in-brain IQR",
              "brain_area": "brain area", "sharpness": "sharpness", "noise": "noise",
              "axial_position": "axial position"}
-_SHOWN_BY = {"counts": {"counts", "dataset"}, "notices": {"notices", "load_failures"}}  # section -> its keys
+_SHOWN_BY = {"counts": {"counts", "dataset"}, "notices": {"notices", "load_failures"},  # section -> its keys
+             "resolution": {"resolution", "aspect", "modes", "channels", "formats"},
+             "brightness": {"brightness", "intensity"}}
 _HANDLED = {"eda_version", "figures", "sample_ids", "labels", "dataset", "counts", "resolution", "aspect", "modes",
             "channels", "formats", "brightness", "intensity", "shortcut_audit", "input_audit", "skipped",
             "duplicates", "masks", "notices", "load_failures"}

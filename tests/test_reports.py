@@ -318,3 +318,146 @@ def test_sphinx_builds_without_runs_and_shows_evil_names_as_text(tmp_path):
     failed = (tmp_path / "html" / "reports" / "20260102-100000-bbbbbbbb.html").read_text()
     assert "RuntimeError: out of memory &lt;*here*&gt;" in failed
     assert (tmp_path / "html" / "reports" / "compare-20260101-100000-aaaaaaaa-vs-20260102-100000-bbbbbbbb.html").exists()
+
+
+def test_report_package_imports_no_torch_or_sklearn():
+    """The docs env (tox -e docs) has no ML stack: rendering must not import it, directly or
+    through what reports/ imports from harness (results, config, seed_summary)."""
+    code = ("import sys, reports.__main__, reports.render, reports.run_page, reports.figures, reports.eda_section\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'sklearn', "
+            "'torch_fidelity', 'scipy'})\n"
+            "print(heavy)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_numpy_curves_match_sklearn_with_ties():
+    metrics = pytest.importorskip("sklearn.metrics")
+    from reports import curves
+
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        labels = rng.integers(0, 2, 40)
+        labels[:2] = [0, 1]
+        scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounded: many ties
+        assert curves.roc_auc(labels, scores) == pytest.approx(metrics.roc_auc_score(labels, scores))
+        assert curves.average_precision(labels, scores) == pytest.approx(metrics.average_precision_score(labels, scores))
+        fpr, tpr, _ = metrics.roc_curve(labels, scores, drop_intermediate=False)
+        np.testing.assert_allclose(np.vstack(curves.roc_curve(labels, scores)), np.vstack([fpr, tpr]))
+        precision, recall, _ = metrics.precision_recall_curve(labels, scores)
+        np.testing.assert_allclose(np.vstack(curves.precision_recall_curve(labels, scores)),
+                                   np.vstack([precision, recall]))
+
+
+def _add_rows(folder: Path, rows: list[dict]) -> None:
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["rows"] += rows
+    path.write_text(json.dumps(metrics))
+
+
+def test_run_page_shows_paired_differences_new_metrics_and_downloads(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    base = {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None}
+    paired = [{**base, "method": a, "other": b, "metric": m, "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1,
+               "p_value": p} for a, b, v, p in (("resnet18", "cyclegan", 0.225, 0.0004), ("cyclegan", "resnet18", -0.225,
+                                                                                         0.0004))
+              for m in ("auroc_delta", "ap_delta")]
+    _add_rows(folder, paired + [
+        {**base, "method": "cyclegan", "metric": "dice", "value": 0.21, "ci_low": 0.1, "ci_high": 0.3},
+        {**base, "method": "shortcut-floor", "metric": "auroc", "value": 0.55, "ci_low": 0.45, "ci_high": 0.65},
+        {**base, "method": "resnet18", "metric": "brand_new_metric", "value": 0.123, "ci_low": None, "ci_high": None},
+    ])
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    headline = page[page.index("::::{container} headline"):page.index("::::\n", page.index("container} headline") + 30)]
+    assert "| Dice |" in headline and "0.210 [0.10–0.30]{.ci}" in headline  # validation-threshold Dice
+    assert "| *shortcut floor* | image labels | 0.550 [0.45–0.65]{.ci}" in headline
+    section = page[page.index("### Paired differences"):]
+    (pair,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | **cyclegan** |")]
+    assert "0.225 [0.12–0.33]{.ci} | < 0.001 |" in pair  # one row per pair, the positive direction
+    assert "| **cyclegan** | **resnet18** |" not in section
+    assert "right: paired differences" in page and (out / "r1" / "forest.png").stat().st_size > 1000
+    assert "### Other metrics" in page and "brand\\_new\\_metric" in page and "0.123" in page
+
+    with (out / "r1" / "metrics.csv").open(newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == len(json.loads((folder / "metrics.json").read_text())["rows"])
+    (row,) = [r for r in table if r["metric"] == "auroc_delta" and r["method"] == "resnet18"]
+    assert row["other"] == "cyclegan" and row["p_value"] == "0.0004"
+
+
+def test_failed_run_states_its_cause_first_and_blames_no_method(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = runs / "20260105-100000-dddddddd"
+    folder.mkdir(parents=True)
+    pending = {"status": "pending", "error": None, "supervision": "supervised"}
+    (folder / "run.json").write_text(json.dumps({
+        "schema_version": 1, "run_id": folder.name, "status": "failed", "created": "2026-01-05T10:00:00+00:00",
+        "methods": {"resnet18": pending, "intensity": pending}, "dataset": {}, "split": {},
+        "notes": ["run stopped: DatasetError: data path '/nope' does not exist"]}))
+    make_run(runs, "20260101-100000-aaaaaaaa")
+    render_all(runs, out)
+    page = (out / f"{folder.name}.md").read_text()
+    body = page[page.index("# Run"):]
+    assert body.index("**This run failed before any method finished:** DatasetError: data path") \
+        < body.index("## What ran")
+    assert "no error message recorded" not in page and "## Failures" not in page and "## Results" not in page
+    index = (out / "index.md").read_text()
+    unfinished = index[index.index("## Runs without results"):]
+    assert f"**failed**: DatasetError: data path '/nope' does not exist" in unfinished
+    assert folder.name not in index[:index.index("## Runs without results")]  # not in the leaderboard
+
+
+def test_grids_show_each_subject_once():
+    from reports.grid_cases import distinct_subject_rows
+
+    ids = ["a/1", "a/2", "b/1", "c/1", "c/2", "a/3", "d/1", "b/2"]
+    kinds = ["best"] * 4 + ["worst"] * 4
+    subjects = {i: i.split("/")[0] for i in ids}
+    rows, dropped = distinct_subject_rows(ids, kinds, subjects)
+    assert [ids[i] for i in rows] == ["a/1", "b/1", "c/1", "d/1"] and dropped == 4
+    # a kind whose every subject was already shown keeps one row
+    rows, _ = distinct_subject_rows(["a/1", "a/2"], ["best", "worst"], {"a/1": "a", "a/2": "a"})
+    assert rows == [0, 1]
+
+
+def test_grid_page_uses_split_subjects(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    arrays = dict(np.load(folder / "examples" / "cyclegan.npz"))
+    arrays["tumor_ids"] = np.array(["sub-001/z010", "sub-001/z011"])
+    np.savez(folder / "examples" / "cyclegan.npz", **arrays)
+    (folder / "split.csv").write_text("path,sha256,label,subject,split,dup_group\n"
+                                      "sub-001/z010,x,tumor,sub-001,test,-1\nsub-001/z011,y,tumor,sub-001,test,-1\n")
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    assert "cyclegan, Tumor images: best- and worst-scored cases, one per subject" in page
+    assert "cyclegan, No tumor images: best- and worst-scored cases, one per subject\n" in page  # nothing dropped
+
+
+def test_eda_reads_as_prose_not_json(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    shutil.copyfile(folder / "eda" / "intensity_histogram.png", folder / "eda" / "brightness.png")
+    render_all(runs, out)
+    section = (out / "r1.md").read_text().split("## Dataset", 1)[1]
+    assert r"80 images \(40 tumor, 40 no tumor\) from mni152-lesions; 1 file\(s\) skipped." in section
+    assert "No exact or near-duplicate images across subjects." in section
+    for dump in ("per_given_split", "n_cross_label", "None.", '{"', "bin_edges"):
+        assert dump not in section, dump
+    # the figure sits in the section of its numbers, not piled at the end
+    brightness = section[section.index("### Brightness"):section.index("### Shortcut audit")]
+    assert "Near-white" in brightness and "r1/eda/brightness.png" in brightness
+    assert "Mean brightness per image, per label" in brightness  # a caption, not the file name
+    assert "brightness.png" not in section.replace(brightness, "")
+
+
+def test_python_m_reports_renders_without_the_harness_cli(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "reports", "--runs", str(tmp_path / "none"), "--out",
+                          str(tmp_path / "site")], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "no runs yet" in out.stdout
+    assert "No runs have been rendered yet" in (tmp_path / "site" / "index.md").read_text()
