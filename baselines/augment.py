@@ -4,7 +4,7 @@ Why these and not others: an axial slice is close to left-right symmetric, so a 
 is a plausible new image while a vertical flip (face at the back of the head) never occurs.
 Head position varies by a few degrees and millimetres and head size by ~10 %, hence a small
 rotation / translation / scale. MRI has no absolute intensity scale: every image is z-scored
-(:func:`harness.models.standardize`), which makes the classifier exactly invariant to global brightness and
+(:func:`baselines.resnet18_net.standardize`), which makes the classifier exactly invariant to global brightness and
 contrast; the jitter therefore targets what z-scoring cannot undo, a non-linear tissue-contrast
 change (gamma) and noise.
 

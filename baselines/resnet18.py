@@ -26,8 +26,8 @@ from sklearn.metrics import roc_auc_score
 from baselines.augment import AugmentSettings, augment_batch
 from pydantic import Field
 
-from harness.api import FitContext, ImageSet, Method, MethodSettings, ScoreOutput, register_method
-from harness.models import adapt_imagenet_state_dict, build_resnet18_classifier, standardize
+from harness.api import FitContext, ImageSet, KnownWeights, Method, MethodSettings, ScoreOutput, register_method
+from baselines.resnet18_net import adapt_imagenet_state_dict, build_resnet18_classifier, standardize
 from harness.training import Checkpointer, atomic_torch_save, autocast, progress, seed_everything
 
 IMAGENET_WEIGHTS_FILE = "resnet18-f37072fd.pth"
@@ -164,6 +164,9 @@ class ResNet18Baseline(Method):
     description = ("Supervised ResNet18 (1-channel stem), cross-entropy, early stopping on val AUROC; "
                    "score = P(tumor).")
     Settings = ResNetSettings
+    weights = (KnownWeights("resnet18-imagenet", IMAGENET_WEIGHTS_FILE, IMAGENET_WEIGHTS_URL,
+                            "resnet18 baseline initialised from ImageNet (torchvision weights)",
+                            "--set resnet18.pretrained=PATH"),)
     profile_defaults = {
         "smoke": {"image_size": 64, "epochs": 2, "batch_size": 16, "patience": 2},
         "paper": {"image_size": 224, "epochs": 30, "batch_size": 32, "lr": 1e-4, "patience": 6},

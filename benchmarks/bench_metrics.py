@@ -20,7 +20,7 @@ import torch
 from harness.config import MetricSettings
 from harness.metrics.weights import find_inception_weights
 from harness.metrics.generative import evaluate_generative
-from harness.models import build_resnet18_classifier
+from baselines.resnet18_net import build_resnet18_classifier
 
 
 class _ExtractionCounter(logging.Handler):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.augment import augment_batch
-from harness.models import build_resnet18_classifier, standardize
+from baselines.resnet18_net import build_resnet18_classifier, standardize
 from harness.training import autocast
 
 SAFE_MAX_DP = 0.02  # P(tumor) may move this much and the variant still counts as safe

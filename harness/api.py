@@ -19,22 +19,37 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from harness.labels import LABELS, NO_TUMOR, TUMOR
 from harness.registry import register_method
 from harness.settings import MethodSettings
 
 __all__ = [
-    "CAPABILITIES", "SUPERVISION", "TUMOR", "NO_TUMOR", "LABELS", "ImageSet", "ScoreOutput", "FitContext",
+    "CAPABILITIES", "SUPERVISION", "KnownWeights", "TUMOR", "NO_TUMOR", "LABELS", "ImageSet", "ScoreOutput", "FitContext",
     "Method", "MethodSettings", "register_method",
 ]
 
-TUMOR = "tumor"
-NO_TUMOR = "no_tumor"
-LABELS = (NO_TUMOR, TUMOR)  # index = integer label: 0 no_tumor, 1 tumor
 # scores: per-image scores; maps: per-pixel maps; translates: translate(images, to_domain);
 # features: can serve as the MRI-domain feature extractor for FID/KID (see Method.feature_extractor)
 CAPABILITIES = frozenset({"scores", "maps", "translates", "features"})
 # what a method learns from: labelled images and masks, image labels only, healthy images only, nothing
 SUPERVISION = ("supervised", "image_labels", "healthy_only", "none")
+
+
+@dataclass(frozen=True)
+class KnownWeights:
+    """A pretrained weights file a method (or a metric) can use, where it comes from, and what
+    uses it. ``python -m harness weights`` lists them; only ``weights --fetch`` downloads."""
+
+    name: str
+    file: str
+    url: str
+    used_by: str
+    option: str  # how to point a run at a local copy
+
+    @property
+    def hash_prefix(self) -> str:
+        """The SHA-256 prefix torch hub file names carry (``name-<hash>.pth``)."""
+        return Path(self.file).stem.rsplit("-", 1)[-1]
 
 
 @dataclass
@@ -136,6 +151,7 @@ class Method(abc.ABC):
     description: ClassVar[str] = ""
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    weights: ClassVar[tuple[KnownWeights, ...]] = ()  # pretrained files it can use (never downloaded)
 
     def __init__(self, settings: MethodSettings | None = None) -> None:
         self.settings = settings if settings is not None else self.Settings()

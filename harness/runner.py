@@ -34,7 +34,7 @@ from harness.config import RunConfig, resolve_method_settings
 from harness.data.input_audit import axial_positions
 from harness.evaluate import (FLOOR_METHOD, check_output, comparison_rows, detection_rows, example_arrays,
                               is_comparison_row, pixel_rows, score_frame, stratum_rows, translate_test)
-from harness.models import file_sha256
+from harness.hashing import file_sha256
 from harness.mri_reference import cache_root, dedicated_checkpoint, feature_method
 from harness.registry import METHODS
 from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now

@@ -1,20 +1,20 @@
-"""Training plumbing shared by every method: devices, seeding, mixed precision, checkpoints,
-progress bars and loss curves. Methods use these instead of copying them."""
+"""Training plumbing shared by every method: devices, seeding, mixed precision, checkpoints and
+progress bars (re-exported from :mod:`harness.progress`). Methods use these instead of copying them."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from harness.atomic import atomic_write
+from harness.progress import progress
+
+__all__ = ["choose_device", "seed_everything", "make_generator", "autocast", "rng_state", "set_rng_state",
+           "atomic_torch_save", "Checkpointer", "progress"]
 
 
 def choose_device(requested: str = "auto") -> torch.device:
@@ -42,13 +42,6 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: derive numpy/random seeds from torch's per-worker seed."""
-    worker_seed = torch.initial_seed() % 2**32
-    np.random.seed(worker_seed)
-    random.seed(worker_seed)
-
-
 def make_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
@@ -64,9 +57,14 @@ def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextM
 
 
 def rng_state() -> dict[str, Any]:
+    """The global RNG states as tensors and plain lists, so a checkpoint holding them loads with
+    ``torch.load(..., weights_only=True)`` (no pickled objects that could run code)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -75,8 +73,10 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -112,7 +112,7 @@ class Checkpointer:
         """Return ``(epoch, state)`` of the newest complete checkpoint and restore RNG state."""
         if not self.last_path.exists():
             return None
-        payload = torch.load(self.last_path, map_location=map_location, weights_only=False)
+        payload = torch.load(self.last_path, map_location=map_location, weights_only=True)
         set_rng_state(payload["rng"])
         return int(payload["epoch"]), payload["state"]
 
@@ -120,11 +120,3 @@ class Checkpointer:
         epochs = sorted(self.folder.glob("epoch-*.pt"))
         for old in epochs[: max(0, len(epochs) - self.keep_last)]:
             old.unlink(missing_ok=True)
-
-
-def progress(iterable: Iterable, *, total: int | None = None, desc: str = "", enabled: bool = True,
-             unit: str = "it") -> Iterator:
-    """A tqdm bar (with ETA) on stderr; silent when disabled (tests) or not a terminal in CI."""
-    disable = not enabled or os.environ.get("HARNESS_NO_PROGRESS") == "1"
-    return tqdm(iterable, total=total, desc=desc, disable=disable, unit=unit, leave=False,
-                dynamic_ncols=True)

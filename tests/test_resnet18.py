@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from baseline_data import make_context, make_slices, resnet18
 from baselines.augment import AugmentSettings, augment_batch
 from baselines.resnet18 import ResNet18Baseline, load_classifier, load_pretrained, preprocess
-from harness.models import build_resnet18_classifier, standardize
+from baselines.resnet18_net import build_resnet18_classifier, standardize
 from harness.registry import METHODS
 from harness.training import Checkpointer
 
@@ -103,8 +103,8 @@ def test_resume_is_exact(trained, data, tmp_path, monkeypatch):
     resumed = resnet18(**SETTINGS)
     resumed.fit(train, val, make_context(tmp_path / "resumed", resume=True))
 
-    last_full = torch.load(full.checkpoint_path.parent / "checkpoints/last.pt", weights_only=False)["state"]
-    last_resumed = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=False)["state"]
+    last_full = torch.load(full.checkpoint_path.parent / "checkpoints/last.pt", weights_only=True)["state"]
+    last_resumed = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["state"]
     for a, b in ((full.model.state_dict(), resumed.model.state_dict()),
                  (last_full["model"], last_resumed["model"])):
         assert a.keys() == b.keys()

@@ -13,9 +13,10 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 
 from harness.cli import main
 from harness.metrics import weights
-from harness.metrics.weights import (
-    INCEPTION_WEIGHTS_FILE, KNOWN_WEIGHTS, RESNET18_WEIGHTS_FILE, find_inception_weights, weights_command,
-)
+from harness.metrics.weights import INCEPTION_WEIGHTS_FILE, find_inception_weights, known_weights, weights_command
+from torchvision.models import ResNet18_Weights
+
+RESNET18_WEIGHTS_FILE = "resnet18-f37072fd.pth"
 
 
 @pytest.fixture(autouse=True)
@@ -29,11 +30,13 @@ def offline_home(monkeypatch, tmp_path) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def test_known_file_names_and_urls():
+def test_known_file_names_and_urls_come_from_the_metrics_and_the_methods():
+    known = {w.name: w for w in known_weights()}
     assert INCEPTION_WEIGHTS_FILE == "weights-inception-2015-12-05-6726825d.pth"
-    assert RESNET18_WEIGHTS_FILE == "resnet18-f37072fd.pth"
-    assert KNOWN_WEIGHTS[0].url == URL_INCEPTION_V3
-    assert [w.hash_prefix for w in KNOWN_WEIGHTS] == ["6726825d", "f37072fd"]
+    assert known["inception-v3"].url == URL_INCEPTION_V3
+    assert known["resnet18-imagenet"].url == ResNet18_Weights.IMAGENET1K_V1.url  # declared by the method
+    assert known["resnet18-imagenet"].file == RESNET18_WEIGHTS_FILE
+    assert [known[n].hash_prefix for n in ("inception-v3", "resnet18-imagenet")] == ["6726825d", "f37072fd"]
 
 
 def test_find_inception_weights(offline_home, tmp_path):
@@ -78,7 +81,7 @@ def test_fetch_downloads_missing_into_hub_cache(monkeypatch, offline_home, capsy
     monkeypatch.setattr(weights.torch.hub, "download_url_to_file", fake_download)
     assert weights_command(argparse.Namespace(fetch=True, inception_weights=None)) == 0
     assert calls == [(URL_INCEPTION_V3, INCEPTION_WEIGHTS_FILE, "6726825d"),
-                     (KNOWN_WEIGHTS[1].url, RESNET18_WEIGHTS_FILE, "f37072fd")]
+                     (ResNet18_Weights.IMAGENET1K_V1.url, RESNET18_WEIGHTS_FILE, "f37072fd")]
     out = capsys.readouterr().out
     assert "downloading" in out and "missing  " not in out
     calls.clear()

@@ -68,7 +68,7 @@ from sklearn.metrics import roc_auc_score
 
 from harness.atomic import atomic_write_bytes
 from harness.data.types import DataSource, Record
-from harness.training import progress as progress_bar
+from harness.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     from harness.api import ImageSet

@@ -42,7 +42,7 @@ from harness.config import CohortSettings
 from harness.data.mri_contrast import SEQUENCES
 from harness.data.types import DatasetError, Record, SkippedFile
 from harness.data.virtual_subject import MNI_Z_OFFSET, SubjectPlan, simulate_subject, slice_heights
-from harness.training import progress as progress_bar
+from harness.progress import progress as progress_bar
 
 GENERATOR_VERSION = "v3"
 NAME = "mni152-lesions"

@@ -21,10 +21,10 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from harness.api import NO_TUMOR, TUMOR
+from harness.labels import NO_TUMOR, TUMOR
 from harness.data.imageio import IMAGE_EXTENSIONS, DecodeError, Decoded, decode_file
 from harness.data.types import DatasetError, Record, SkippedFile
-from harness.training import progress as progress_bar
+from harness.progress import progress as progress_bar
 
 LABEL_ALIASES: dict[str, str] = {
     **{k: TUMOR for k in ("yes", "tumor", "tumour", "glioma", "meningioma", "pituitary",

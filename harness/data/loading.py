@@ -22,7 +22,7 @@ from harness.api import TUMOR, ImageSet
 from harness.data.brain import brain_mask
 from harness.data.splits import SPLITS, Split
 from harness.data.types import DatasetError, DataSource, Record
-from harness.training import progress as progress_bar
+from harness.progress import progress as progress_bar
 
 LOW_PERCENTILE = 0.5
 HIGH_PERCENTILE = 99.5

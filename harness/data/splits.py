@@ -42,7 +42,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from harness.api import LABELS, TUMOR
+from harness.labels import LABELS, TUMOR
 from harness.config import SplitSettings
 from harness.data.types import DatasetError, DataSource, Record
 

@@ -11,40 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch.hub
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
-from torchvision.models import ResNet18_Weights
+
+from harness.api import KnownWeights
+from harness.registry import METHODS
 
 INCEPTION_WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]  # weights-inception-2015-12-05-6726825d.pth
-RESNET18_WEIGHTS_URL = ResNet18_Weights.IMAGENET1K_V1.url
-RESNET18_WEIGHTS_FILE = RESNET18_WEIGHTS_URL.rsplit("/", 1)[-1]  # resnet18-f37072fd.pth
+INCEPTION = KnownWeights("inception-v3", INCEPTION_WEIGHTS_FILE, URL_INCEPTION_V3,
+                         "FID/IS/KID in the inception-v3 feature space (torch-fidelity)",
+                         "run --inception-weights PATH")
 
 
-@dataclass(frozen=True)
-class KnownWeights:
-    """A weights file the harness can use, where it comes from, and what uses it."""
-
-    name: str
-    file: str
-    url: str
-    used_by: str
-    option: str  # the run option that points at a local copy
-
-    @property
-    def hash_prefix(self) -> str:
-        """The SHA-256 prefix torch hub file names carry (``name-<hash>.pth``)."""
-        return Path(self.file).stem.rsplit("-", 1)[-1]
-
-
-KNOWN_WEIGHTS = (
-    KnownWeights("inception-v3", INCEPTION_WEIGHTS_FILE, URL_INCEPTION_V3,
-                 "FID/IS/KID in the inception-v3 feature space (torch-fidelity)", "run --inception-weights"),
-    KnownWeights("resnet18-imagenet", RESNET18_WEIGHTS_FILE, RESNET18_WEIGHTS_URL,
-                 "resnet18 baseline with --pretrained (torchvision ImageNet weights)", "run --pretrained"),
-)
+def known_weights() -> tuple[KnownWeights, ...]:
+    """Inception for the metrics, then every registered method's declared weights."""
+    return (INCEPTION, *(w for name in METHODS.names() for w in METHODS.get(name).weights))
 
 
 def hub_checkpoints_dir() -> Path:
@@ -64,7 +47,7 @@ def find_weights(entry: KnownWeights, explicit: str | None) -> tuple[Path | None
 
 def find_inception_weights(explicit: str | None) -> tuple[Path | None, list[str]]:
     """The torch-fidelity Inception-v3 weights: ``explicit`` path, else the torch hub cache."""
-    return find_weights(KNOWN_WEIGHTS[0], explicit)
+    return find_weights(INCEPTION, explicit)
 
 
 def inception_missing_reason(explicit: str | None) -> str:
@@ -75,13 +58,6 @@ def inception_missing_reason(explicit: str | None) -> str:
         where = f"expected {INCEPTION_WEIGHTS_FILE} in {hub_checkpoints_dir()}"
     return (f"Inception weights not found: {where} or --inception-weights PATH; "
             f"run `python -m harness weights --fetch` on a connected machine")
-
-
-def _explicit_paths(args: argparse.Namespace) -> dict[str, str | None]:
-    return {
-        "inception-v3": getattr(args, "inception_weights", None),
-        "resnet18-imagenet": getattr(args, "pretrained", None),
-    }
 
 
 def _fetch(entry: KnownWeights) -> Path:
@@ -98,14 +74,15 @@ def weights_command(args: argparse.Namespace) -> int:
 
     Exit status 0 when everything asked for is present afterwards, 2 on a download failure.
     """
-    explicit = _explicit_paths(args)
+    entries = known_weights()
+    explicit = {INCEPTION.name: getattr(args, "inception_weights", None)}
     fetch = bool(getattr(args, "fetch", False))
     print(f"torch hub cache: {hub_checkpoints_dir()}")
     rows: list[tuple[str, str, str]] = []
-    for entry in KNOWN_WEIGHTS:
-        found, looked = find_weights(entry, explicit[entry.name])
+    for entry in entries:
+        found, looked = find_weights(entry, explicit.get(entry.name))
         if found is None and fetch:
-            if explicit[entry.name]:
+            if explicit.get(entry.name):
                 print(f"note: {explicit[entry.name]} does not exist; fetching into the hub cache instead")
             try:
                 found = _fetch(entry)
@@ -117,9 +94,9 @@ def weights_command(args: argparse.Namespace) -> int:
         rows.append((entry.name, status, str(found) if found else ", ".join(looked)))
     width = max(len(r[0]) for r in rows)
     print(f"{'weights':<{width}}  {'status':<7}  where")
-    for (name, status, where), entry in zip(rows, KNOWN_WEIGHTS):
+    for (name, status, where), entry in zip(rows, entries):
         print(f"{name:<{width}}  {status:<7}  {where}")
-        print(f"{'':<{width}}  {'':<7}  used by: {entry.used_by}; local copy: {entry.option} PATH")
+        print(f"{'':<{width}}  {'':<7}  used by: {entry.used_by}; local copy: {entry.option}")
     if any(status == "missing" for _, status, _ in rows):
         print("missing weights are never downloaded during a run; "
               "run `python -m harness weights --fetch` on a connected machine, "
