@@ -2,24 +2,25 @@
 
 ``fit`` trains the CycleGAN on the train split (tumor = domain A, no_tumor = domain B), then
 picks the anomaly map (raw residual, 1-SSIM, or the gain/offset-matched residual: |d|, its
-brighter or darker part; see ``scoring``) and its aggregate (max, top1, top5, mean) on the
-validation split, at the model's size: the map by pixel AUROC against the lesion masks when
-val has them (so the map localises), the aggregate by image AUROC. ``score`` translates every
-image to healthy with G_AB and scores how much it had to change inside the brain.
+brighter or darker part; see :mod:`harness.scoring`) and its aggregate (max, top1, top5, mean)
+on the validation split: the map by pixel AUROC against the lesion masks when val has them (so
+the map localises), the aggregate by image AUROC. ``score`` translates every image to healthy
+with G_AB and scores how much it had to change inside the brain. Selection and scoring share
+one code path (maps made at the model's size, upsampled to the images' size, over the images'
+brain mask), so the recorded validation AUROC is the deployed scorer's.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet, Method, ScoreOutput, register_method
+from harness.scoring import deploy, resize, select_scoring
 from harness.training import make_generator
 from generative.cyclegan.networks import from_model_range, to_model_range
-from generative.cyclegan.scoring import MAP_KINDS, aggregate, anomaly_map, select_scoring
 from generative.cyclegan.settings import PROFILE_DEFAULTS, CycleGANSettings
 from generative.cyclegan.train import CycleGANTrainer
 
@@ -62,17 +63,13 @@ class CycleGANMethod(Method):
                         _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
 
     def _select(self, val: ImageSet) -> dict[str, object]:
-        """Selection at the model's size, where the maps are made (masks resized nearest)."""
-        small, healthy = self._to_healthy(val)
-        maps = {kind: anomaly_map(small.images, healthy, small.brain, kind) for kind in MAP_KINDS}
-        return select_scoring(maps, small.brain, val.labels, small.masks)
+        return select_scoring(val, self._to_healthy(val))
 
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
-        small, healthy = self._to_healthy(images)
-        maps = self._maps(images, small, healthy, str(self.selected["map"]))
-        scores = aggregate(maps, images.brain, str(self.selected["aggregate"]))
-        translated = _resize(healthy, tuple(images.images.shape[-2:]))
+        healthy = self._to_healthy(images)
+        scores, maps = deploy(images, healthy, self.selected)
+        translated = resize(healthy, tuple(images.images.shape[-2:]))
         return ScoreOutput(scores=scores, maps=maps.numpy(),
                            extras={"translated": translated.squeeze(1).numpy()})
 
@@ -101,12 +98,11 @@ class CycleGANMethod(Method):
         if self.trainer is None:
             raise RuntimeError("cyclegan: call fit() before score() or translate()")
 
-    def _to_healthy(self, images: ImageSet) -> tuple[ImageSet, torch.Tensor]:
-        """The ImageSet at the model's size and its tumor->healthy translation (same size)."""
+    def _to_healthy(self, images: ImageSet) -> torch.Tensor:
+        """The tumor->healthy translation at the model's size."""
         self._require_fitted()
         assert self.trainer is not None
-        small = images.resized(self.settings.image_size)
-        return small, self._run(self.trainer.G_AB, small.images)
+        return self._run(self.trainer.G_AB, images.resized(self.settings.image_size).images)
 
     @torch.no_grad()
     def _run(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -121,26 +117,14 @@ class CycleGANMethod(Method):
         generator.eval()
         out = []
         for batch in images.split(INFERENCE_BATCH):
-            x = _resize(batch.float().to(device), (size, size))
+            x = resize(batch.float().to(device), (size, size))
             y = from_model_range(generator(to_model_range(x)).float())
-            out.append(_resize(y, (height, width)).clamp(0, 1).cpu())
+            out.append(resize(y, (height, width)).clamp(0, 1).cpu())
         return torch.cat(out) if out else images.new_zeros(images.shape)
-
-    def _maps(self, images: ImageSet, small: ImageSet, healthy: torch.Tensor, kind: str) -> torch.Tensor:
-        """The anomaly map at the model's size, upsampled to the ImageSet's, zero outside brain."""
-        maps = anomaly_map(small.images, healthy, small.brain, kind)
-        full = _resize(maps.unsqueeze(1), tuple(images.images.shape[-2:])).clamp(min=0)
-        return full.squeeze(1) * images.brain.squeeze(1).float()
 
 
 def _fmt(value: object) -> str:
     return "n/a" if value is None else f"{value:.3f}"
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def _limit(images: torch.Tensor, limit: int, seed: int) -> torch.Tensor:
