@@ -99,6 +99,8 @@ def _load_entry_point_methods() -> None:
             METHODS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
             continue
         if ep.name not in METHODS._items:
+            if not getattr(obj, "name", ""):
+                obj.name = ep.name  # what the decorator does for built-in methods
             METHODS.register(ep.name, obj)
 
 

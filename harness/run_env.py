@@ -19,7 +19,7 @@ import torch
 from harness import __version__
 
 PACKAGES = ("torch", "torchvision", "torch-fidelity", "numpy", "scipy", "scikit-learn", "pandas",
-            "pillow", "nilearn", "torchio", "imagehash", "matplotlib", "jinja2")
+            "pillow", "nilearn", "imagehash", "matplotlib", "jinja2", "pydantic", "monai", "submitit")
 
 
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
