@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,7 +138,8 @@ def _plan(domains: dict[str, _Domain], settings: MetricSettings, seed: int, part
     limit = settings.generative_max_images or math.inf
     n = int(min([limit] + [min(len(d.real), len(d.translated)) for d in domains.values()]))
     real_idx, translated_idx, halves = {}, {}, {}
-    for i, (name, d) in enumerate(domains.items()):
+    for name, d in domains.items():
+        i = DOMAINS.index(name)  # seeds per domain, whichever domains are evaluated
         real_idx[name] = _choose(len(d.real), n, np.random.default_rng([seed, i, 0]))
         translated_idx[name] = _choose(len(d.translated), n, np.random.default_rng([seed, i, 1]))
         try:
@@ -149,12 +150,12 @@ def _plan(domains: dict[str, _Domain], settings: MetricSettings, seed: int, part
              for name, parts in halves.items() if not isinstance(parts, str) for p in parts]
     h = int(min([limit] + sizes)) if sizes else 0
     half_idx = {}
-    for i, (name, parts) in enumerate(halves.items()):
+    for name, parts in halves.items():
         if isinstance(parts, str) or h < MIN_IMAGES:
             continue
         half_idx[name] = []
         for k, p in enumerate(parts):
-            rng = np.random.default_rng([seed, i, 2, k])
+            rng = np.random.default_rng([seed, DOMAINS.index(name), 2, k])
             half_idx[name].append((p.a[_choose(len(p.a), h, rng)], p.b[_choose(len(p.b), h, rng)],
                                    _choose(len(domains[name].translated), h, rng)))
     return _Plan(n, real_idx, translated_idx, halves, h, half_idx)
@@ -252,7 +253,7 @@ class _SpaceEvaluator:
         parts = plan.halves[domain]
         if isinstance(parts, str) or domain not in plan.half_idx:
             why = parts if isinstance(parts, str) else f"halves of only {plan.h} images (need >= {MIN_IMAGES})"
-            return {m: self._row(domain, m, n=plan.h or None, note=f"not computed: {why}")
+            return {m: self._row(domain, m, note=f"not computed: {why}")
                     for m in ("fid_reference", "fid_relative")}
         layer, h = self.space.layer("fid"), plan.h
         refs, matched = [], []
