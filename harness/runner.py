@@ -35,9 +35,12 @@ from harness.data.input_audit import axial_positions
 from harness.evaluate import (FLOOR_METHOD, check_output, comparison_rows, detection_rows, example_arrays,
                               is_comparison_row, pixel_rows, score_frame, stratum_rows, translate_test)
 from harness.hashing import file_sha256
+from harness.metrics.feature_spaces import MRIExtractor
+from harness.metrics.generative import Translations, evaluate_generative
+from harness.metrics.subject_halves import subject_groups
 from harness.mri_reference import cache_root, dedicated_checkpoint, feature_method
 from harness.registry import METHODS
-from harness.results import SCORES_COLUMNS, RunFolder, metric_row, utc_now
+from harness.results import SCORES_COLUMNS, RunFolder, utc_now
 from harness.run_env import capture_environment
 from harness.seed_summary import format_spread, paired_spread, paired_table, spread
 from harness.training import choose_device, seed_everything
@@ -239,6 +242,7 @@ class Runner:
         self.sets: dict[str, ImageSet] = {}
         self.strata: dict[str, str] = {}  # image id -> acquisition stratum ("" when unknown)
         self.subjects: dict[str, str] = {}  # image id -> subject (the id itself when unknown)
+        self.groups: dict[str, str] = {}  # image id -> subject joined with its duplicate group
         self.positions: dict[str, float] = {}  # image id -> axial slice position, where recorded
 
     # -------------------------------------------------------------- orchestration
@@ -339,6 +343,8 @@ class Runner:
         split.write_manifest(tmp)
         os.replace(tmp, self.folder.file("split.csv"))
         self.split_hash = split.hash
+        ids = split.manifest["path"].tolist()  # reference halves: subjects joined by duplicate group
+        self.groups = dict(zip(ids, subject_groups([self.subjects[i] for i in ids], split.manifest["dup_group"])))
         subjects = split.subject_counts(self.strata)  # None: every image is its own subject
         self.info["dataset"]["bootstrap_unit"] = "image" if subjects is None else "subject"
         self.info["split"] = {
@@ -448,10 +454,10 @@ class Runner:
         timings["translate"] = None
         if "translates" in method.capabilities:
             t = time.perf_counter()
-            real, translated = translate_test(method, test)
+            translations = translate_test(method, test, [self.groups[i] for i in test.ids])
             timings["translate"] = round(time.perf_counter() - t, 3)
             t = time.perf_counter()
-            rows += self._generative_rows(name, real, translated)
+            rows += self._generative_rows(name, method, translations)
             timings["generative"] = round(time.perf_counter() - t, 3)
         self.folder.write_examples(name, example_arrays(method, test, test_out))
 
@@ -488,22 +494,26 @@ class Runner:
         entry.update(checkpoint=shown, checkpoint_sha256=file_sha256(path))
 
     # -------------------------------------------------------------- generative metrics
-    def _generative_rows(self, name: str, real: dict[str, torch.Tensor],
-                         translated: dict[str, torch.Tensor]) -> list[dict]:
-        try:
-            from harness.metrics.generative import evaluate_generative
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("harness.metrics.generative",):
-                raise
-            note = "not computed: harness.metrics.generative is not available"
-            self.info["notes"].append(f"{name}: generative metrics skipped ({note})")
-            return [metric_row(name, m, None, domain=d, note=note)
-                    for d in ("tumor", "no_tumor") for m in ("fid", "isc", "kid")]
+    def _generative_rows(self, name: str, method: Method, translations: Translations) -> list[dict]:
         cfg = self.config
+        mri, missing = self._mri_extractor()
         return evaluate_generative(
-            name, real, translated, settings=cfg.profile.metrics, device=self.device, seed=cfg.seed,
-            inception_weights=cfg.inception_weights, mri_checkpoint=self._mri_checkpoint(),
-            cache_dir=cache_root(), logger=self.logger.getChild(name))
+            name, translations, settings=cfg.profile.metrics, device=self.device, seed=cfg.seed,
+            working_size=type(method).working_size(method.settings), inception_weights=cfg.inception_weights,
+            mri=mri, mri_missing=missing, cache_dir=cache_root(), logger=self.logger.getChild(name))
+
+    def _mri_extractor(self) -> tuple[MRIExtractor | None, str]:
+        """The feature method's network for the MRI-domain rows, or None and why not."""
+        path = self._mri_checkpoint()
+        if path is None:
+            return None, "no MRI-domain network (see the run's notes)"
+        name = feature_method(self.config.methods)
+        try:
+            module = METHODS.get(name).feature_extractor(Path(path), self.device)
+        except Exception as exc:  # a checkpoint its method cannot read is a missing feature space
+            return None, f"{name} could not build its feature network from {path}: {type(exc).__name__}: {exc}"
+        val = self.sets["val"]
+        return MRIExtractor(module, f"mri-{name}", file_sha256(path, length=64), val.images, val.labels), ""
 
     def _mri_checkpoint(self) -> str | None:
         """This run's feature method's checkpoint, else a cached dedicated one; None (with a note) if neither."""

@@ -166,27 +166,29 @@ def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path, fast_eda)
 
 
 def test_translating_method_gets_generative_rows(dataset, tmp_path, fast_eda, monkeypatch):
-    import harness.metrics.generative as generative
     import harness.runner as runner
 
     seen = {}
 
-    def fake_generative(method, real, translated, *, settings, device, seed, inception_weights,
-                        mri_checkpoint, cache_dir, logger):
-        seen.update(real=real, translated=translated, mri=mri_checkpoint, seed=seed)
+    def fake_generative(method, data, *, settings, device, seed, working_size, inception_weights, mri,
+                        mri_missing, cache_dir, logger):
+        seen.update(data=data, mri=mri, missing=mri_missing, seed=seed)
         return [{"method": method, "split": "test", "domain": "tumor", "metric": "fid",
                  "feature_space": "mri-resnet18", "value": 1.5, "std": None, "ci_low": None,
-                 "ci_high": None, "n": len(real["tumor"]), "note": None}]
+                 "ci_high": None, "n": len(data.real["tumor"]), "note": None}]
 
     ckpt = tmp_path / "mri.pt"
     ckpt.write_bytes(b"weights")
-    monkeypatch.setattr(generative, "evaluate_generative", fake_generative)
+    monkeypatch.setattr(runner, "evaluate_generative", fake_generative)
     monkeypatch.setattr(runner, "dedicated_checkpoint", lambda *a, **k: ckpt)
     code, folder = _run(dataset, tmp_path / "runs", "toy-translate")
     assert code == 0
-    assert seen["mri"] == str(ckpt) and seen["seed"] == 0
-    assert torch.allclose(seen["translated"]["tumor"], 1 - seen["real"]["no_tumor"])
-    assert seen["real"]["tumor"].shape[1:] == (1, 64, 64)
+    assert seen["mri"] is None and str(ckpt) in seen["missing"] and seen["seed"] == 0  # not a checkpoint
+    data = seen["data"]
+    assert torch.allclose(data.translated["tumor"], 1 - data.real["no_tumor"])
+    assert data.real["tumor"].shape[1:] == (1, 64, 64)
+    assert data.source_groups["tumor"] == data.real_groups["no_tumor"]
+    assert len(data.real_groups["tumor"]) == len(data.real["tumor"])
     run = load_run(folder)
     assert any(r["metric"] == "fid" and r["value"] == 1.5 for r in run["metrics"])
     ex = np.load(folder / "examples/toy-translate.npz")
