@@ -9,6 +9,11 @@ by the lower validation loss) with the best weights kept. Every random draw of a
 from a generator seeded by ``(seed, epoch)``, and each epoch's checkpoint holds model, optimizer,
 scheduler and early-stopping state, so ``resume`` continues to exactly the weights an
 uninterrupted run reaches (bit-identical on CPU).
+
+Under torchrun (``ctx.distributed``) every rank trains with DistributedDataParallel on its shard
+of each global batch (``batch_size`` stays the global batch) with the loss scaled so that the
+averaged gradient is the one-process gradient of that batch; validation is sharded and gathered,
+so every rank takes the same early-stopping decision; rank 0 alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pydantic import Field
 
 from harness.api import FitContext, ImageSet, KnownWeights, Method, MethodSettings, ScoreOutput, register_method
 from baselines.resnet18_net import adapt_imagenet_state_dict, build_resnet18_classifier, standardize
-from harness.training import Checkpointer, atomic_torch_save, autocast, progress, seed_everything
+from harness.training import Checkpointer, atomic_torch_save, autocast, distributed, progress, seed_everything
 
 IMAGENET_WEIGHTS_FILE = "resnet18-f37072fd.pth"
 IMAGENET_WEIGHTS_URL = f"https://download.pytorch.org/models/{IMAGENET_WEIGHTS_FILE}"
@@ -159,7 +164,7 @@ class ResNet18Features(torch.nn.Module):
 
 @register_method("resnet18")
 class ResNet18Baseline(Method):
-    capabilities = frozenset({"scores", "features"})
+    capabilities = frozenset({"scores", "features", "distributed"})
     supervision = "supervised"
     description = ("Supervised ResNet18 (1-channel stem), cross-entropy, early stopping on val AUROC; "
                    "score = P(tumor).")
@@ -202,13 +207,16 @@ class ResNet18Baseline(Method):
             load_pretrained(model, s.pretrained)
             log.info("resnet18: initialised from ImageNet weights %s", s.pretrained)
         model.to(self.device)
+        if ctx.distributed:
+            model = distributed.wrap(model, self.device)
+            log.info("resnet18: DDP on %d processes, global batch %d", distributed.world_size(), s.batch_size)
         optimizer = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, s.epochs))
         use_fp16 = (ctx.amp and self.device.type == "cuda" and not torch.cuda.is_bf16_supported())
         scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
         stopper = _EarlyStopping(s.patience)
         curves = {k: [] for k in self._curves}
-        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        distributed.main_only(ctx.output_dir.mkdir, parents=True, exist_ok=True)
         best_path = ctx.output_dir / "best.pt"
         ckpt = Checkpointer(ctx.output_dir / "checkpoints", keep_last=1)
 
@@ -219,7 +227,7 @@ class ResNet18Baseline(Method):
                 log.info("resnet18: no checkpoint to resume from; training from scratch")
             else:
                 start, state = loaded
-                model.load_state_dict(state["model"])
+                distributed.unwrap(model).load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
                 scaler.load_state_dict(state["scaler"])
@@ -237,24 +245,28 @@ class ResNet18Baseline(Method):
             scheduler.step()
             for key, value in zip(curves, (epoch, train_loss, val_loss, val_auroc)):
                 curves[key].append(value)
+            weights = distributed.unwrap(model).state_dict()
             if stopper.update(epoch, val_auroc, val_loss):
-                atomic_torch_save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                   "image_size": s.image_size, "epoch": epoch, "val_auroc": val_auroc,
-                                   "normalization": NORMALIZATION}, best_path)
+                distributed.main_only(atomic_torch_save, {
+                    "model": {k: v.detach().cpu() for k, v in weights.items()}, "image_size": s.image_size,
+                    "epoch": epoch, "val_auroc": val_auroc, "normalization": NORMALIZATION}, best_path)
             log.info("resnet18 epoch %d/%d: train_loss=%.4f val_loss=%.4f val_auroc=%.4f lr=%.2e "
                      "best_epoch=%d (%.1fs)", epoch, s.epochs, train_loss, val_loss, val_auroc, lr,
                      stopper.best_epoch, time.perf_counter() - t0)
-            ckpt.save(epoch, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                              "early_stopping": stopper.state_dict(), "curves": curves})
+            distributed.main_only(ckpt.save, epoch, {
+                "model": weights, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "early_stopping": stopper.state_dict(), "curves": curves})
             if stopper.stopped:
                 log.info("resnet18: early stopping after epoch %d (no val AUROC gain for %d epochs)",
                          epoch, s.patience)
 
+        if not distributed.is_main():
+            return  # every rank holds the same weights; rank 0 keeps the best ones and scores
         if not best_path.is_file():
             raise FileNotFoundError(f"resnet18: best checkpoint {best_path} is missing; cannot resume "
                                     f"without it (delete {ckpt.folder} to retrain)")
         best = torch.load(best_path, map_location="cpu", weights_only=True)
+        model = build_resnet18_classifier().to(self.device)  # plain BatchNorm, no DDP wrapper
         model.load_state_dict(best["model"])
         self.model = model.eval()
         self.checkpoint_path = best_path
@@ -277,24 +289,41 @@ class ResNet18Baseline(Method):
         if len(order) % s.batch_size == 1 and len(order) > 1:
             order = order[:-1]  # BatchNorm cannot train on a batch of one
         batches = list(torch.split(order, s.batch_size))
+        world = distributed.world_size() if ctx.distributed else 1
+        if world > 1 and len(batches[-1]) < 2 * world:
+            batches = batches[:-1]  # every rank needs a shard of two or more for BatchNorm
         augment = AugmentSettings() if s.acquisition_augment else _NO_ACQUISITION
         model.train()
         total, seen = 0.0, 0
         bar = progress(batches, total=len(batches), desc=f"resnet18 epoch {epoch}/{s.epochs}",
                        enabled=ctx.progress, unit="batch")
         for idx in bar:
+            # the whole global batch is augmented on every rank, so each image gets the same
+            # draws from ``g`` as in a one-process run; a rank then keeps its shard
             xb = augment_batch(x[idx].to(self.device), g, augment)
             yb = y[idx].to(self.device)
+            if ctx.distributed:
+                mine = distributed.shard(torch.arange(len(idx)))
+                xb, yb = xb[mine], yb[mine]
             with self._autocast(ctx.amp):
                 logits = model(standardize(xb))
-            loss = F.cross_entropy(logits.float(), yb)
+            if ctx.distributed:
+                # DDP averages gradients over the ranks: sum / global count x world makes that
+                # average the gradient of the global batch's mean loss, even for unequal shards
+                loss_sum = F.cross_entropy(logits.float(), yb, reduction="sum")
+                loss = loss_sum * (world / len(idx))
+                total += float(loss_sum.detach())
+            else:
+                loss = F.cross_entropy(logits.float(), yb)
+                total += float(loss.detach()) * len(idx)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            total += float(loss.detach()) * len(idx)
-            seen += len(idx)
+            seen += len(yb)
             bar.set_postfix(loss=f"{total / seen:.4f}")
+        if ctx.distributed:
+            total, seen = distributed.all_sum(total), int(distributed.all_sum(seen))
         return total / max(seen, 1)
 
     @torch.no_grad()
@@ -312,7 +341,13 @@ class ResNet18Baseline(Method):
 
     def _evaluate(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                   ctx: FitContext) -> tuple[float, float]:
-        logits = self._logits(model, x, ctx.amp)
+        """Validation loss and AUROC; under DDP each rank scores a shard and all get every logit,
+        so all ranks take the same early-stopping decision."""
+        if ctx.distributed:
+            mine = distributed.shard(torch.arange(len(x)))
+            logits = distributed.gather(self._logits(distributed.unwrap(model), x[mine], ctx.amp))
+        else:
+            logits = self._logits(model, x, ctx.amp)
         loss = float(F.cross_entropy(logits, y))
         if len(set(y.tolist())) < 2:
             return loss, float("nan")

@@ -29,8 +29,9 @@ __all__ = [
 ]
 
 # scores: per-image scores; maps: per-pixel maps; translates: translate(images, to_domain);
-# features: can serve as the MRI-domain feature extractor for FID/KID (see Method.feature_extractor)
-CAPABILITIES = frozenset({"scores", "maps", "translates", "features"})
+# features: can serve as the MRI-domain feature extractor for FID/KID (see Method.feature_extractor);
+# distributed: under torchrun, fit trains on every process with DDP (FitContext.distributed)
+CAPABILITIES = frozenset({"scores", "maps", "translates", "features", "distributed"})
 # what a method learns from: labelled images and masks, image labels only, healthy images only, nothing
 SUPERVISION = ("supervised", "image_labels", "healthy_only", "none")
 
@@ -124,6 +125,9 @@ class FitContext:
     resume: bool = False
     amp: bool = False  # mixed precision allowed (GPU)
     progress: bool = True
+    # under torchrun, for a method with the ``distributed`` capability: every rank calls fit and
+    # trains its shard of each batch (harness.training re-exports the helpers); rank 0 writes
+    distributed: bool = False
 
 
 class Method(abc.ABC):

@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from harness import distributed
 from harness.api import FitContext, ImageSet, Method
 from harness.config import RunConfig, resolve_method_settings
 from harness.data.input_audit import axial_positions
@@ -137,19 +138,52 @@ def _resume_config(args: argparse.Namespace, stored: RunConfig, defaults: argpar
 def run_command(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
     """Entry point of ``python -m harness run``; returns the exit status (0 ok, 1 a method failed).
     ``defaults`` are the options' defaults, to tell what the user gave explicitly."""
+    if distributed.launched():
+        return _run_under_torchrun(args, defaults)
     if args.seeds:
         return _run_seeds(args, defaults)
+    config, folder, info = _config_and_folder(args, defaults)
+    runner = Runner(config, DataLayer.default(), progress=not args.no_progress)
+    return runner.execute(folder, info)
+
+
+def _config_and_folder(args: argparse.Namespace, defaults: argparse.Namespace,
+                       ) -> tuple[RunConfig, RunFolder | None, dict[str, Any] | None]:
+    """A new run's config (no folder yet), or the stored config, folder and run.json of ``--resume``."""
     if args.resume:
         folder = RunFolder.open(args.output, args.resume)
         info = folder.read_run()
-        config = _resume_config(args, config_from_dict(info["config"]), defaults)
-    else:
-        if not args.all and not args.method:
-            raise ValueError("choose the methods: --all or --method NAME (see `python -m harness list`)")
-        config = _config_from_args(args, _selected_methods(args))
-        folder, info = None, None
-    runner = Runner(config, DataLayer.default(), progress=not args.no_progress)
-    return runner.execute(folder, info)
+        return _resume_config(args, config_from_dict(info["config"]), defaults), folder, info
+    if not args.all and not args.method:
+        raise ValueError("choose the methods: --all or --method NAME (see `python -m harness list`)")
+    return _config_from_args(args, _selected_methods(args)), None, None
+
+
+def _run_under_torchrun(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
+    """``torchrun ... -m harness run``: rank 0 runs the command as without torchrun and alone writes
+    the run folder; it hands the other ranks the run (config, folder, split, methods to train) once
+    its data are ready, and they join the training of each method with the ``distributed``
+    capability (:meth:`Runner.follow`)."""
+    if args.seeds:
+        raise ValueError("--seeds is not supported under torchrun: start one torchrun job per seed, "
+                         "or a grid (python -m harness grid run)")
+    try:
+        distributed.setup(choose_device(args.device))
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from exc
+    try:
+        if not distributed.is_main():
+            return Runner.follow(DataLayer.default())
+        runner = None
+        try:
+            config, folder, info = _config_and_folder(args, defaults)
+            runner = Runner(config, DataLayer.default(), progress=not args.no_progress)
+            return runner.execute(folder, info)
+        finally:
+            if runner is None or not runner.plan_sent:
+                distributed.broadcast(None)  # the other ranks wait for a plan: there is none
+    finally:
+        distributed.teardown()
 
 
 def _run_seeds(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
@@ -229,9 +263,10 @@ class Runner:
         self.progress = progress
         self.argv = argv
         try:
-            self.device = choose_device(config.device)
+            self.device = distributed.setup(choose_device(config.device))  # cuda:LOCAL_RANK under torchrun
         except RuntimeError as exc:  # an unavailable device is a usage error, not a crash
             raise ValueError(str(exc)) from exc
+        self.plan_sent = False  # under torchrun: the other ranks got this run's plan (_send_plan)
         self.folder: RunFolder
         self.info: dict[str, Any] = {}
         self.logger: logging.Logger = logging.getLogger("harness.run")
@@ -251,12 +286,16 @@ class Runner:
         self.resuming = folder is not None
         self.folder = folder or RunFolder.create(self.config.output, self.config)
         self.info = info or self._new_info()
+        if distributed.active():
+            self.info["distributed"] = {"world_size": distributed.world_size(),
+                                        "backend": torch.distributed.get_backend()}
         self.logger, handlers = _run_logger(self.folder)
         started = time.perf_counter()
         try:
             with _sigterm_as_interrupt():
                 self._start()
                 self._prepare_data()
+                self._send_plan()
                 for name in self._order(self.config.methods):
                     if self.info["methods"][name]["status"] != "complete":
                         self._run_method(name)
@@ -391,6 +430,47 @@ class Runner:
         """Translating methods last, so their MRI feature space can use this run's feature method."""
         return sorted(names, key=lambda n: "translates" in METHODS.get(n).capabilities)
 
+    # -------------------------------------------------------------- torchrun
+    @staticmethod
+    def _trains_distributed(name: str) -> bool:
+        return distributed.active() and "distributed" in METHODS.get(name).capabilities
+
+    def _send_plan(self) -> None:
+        """Under torchrun (rank 0): tell the other ranks what to train with it, in this run's order."""
+        if not distributed.active():
+            return
+        methods = [(n, self.resuming and self.info["methods"][n]["status"] != "pending")
+                   for n in self._order(self.config.methods)
+                   if self.info["methods"][n]["status"] != "complete" and self._trains_distributed(n)]
+        distributed.broadcast({"config": self.config.to_dict(), "folder": str(self.folder.path),
+                               "split_hash": self.split_hash, "size": self._load_size(), "methods": methods})
+        self.plan_sent = True
+
+    @classmethod
+    def follow(cls, data: DataLayer) -> int:
+        """A torchrun rank other than 0: rebuild rank 0's split and train each method of its plan
+        together with it. It writes nothing; rank 0 writes the run folder and evaluates."""
+        plan = distributed.broadcast(None)
+        if plan is None:
+            return 0  # rank 0 stopped before training; its error is the run's
+        runner = cls(config_from_dict(plan["config"]), data, progress=False)
+        cfg = runner.config
+        source = data.open_dataset(cfg.data, cfg.profile, cfg.seed, False)
+        split = data.make_split(source, cfg.seed, cfg.profile.split)
+        if split.hash != plan["split_hash"]:
+            raise RuntimeError(f"rank {distributed.rank()} made split {split.hash}, rank 0 {plan['split_hash']}: "
+                               f"the ranks do not see the same data")
+        train, val = (data.load_imageset(source, split, which, plan["size"], False) for which in ("train", "val"))
+        folder = RunFolder(plan["folder"])
+        for name, resume in plan["methods"]:
+            seed_everything(cfg.seed)
+            method: Method = METHODS.get(name)(runner._settings(name))
+            method.fit(train, val, FitContext(
+                device=runner.device, seed=cfg.seed, profile=cfg.profile.name, output_dir=folder.method_dir(name),
+                logger=logging.getLogger(f"harness.rank{distributed.rank()}.{name}"), resume=resume,
+                amp=runner.device.type == "cuda", progress=False, distributed=True))
+        return 0
+
     # -------------------------------------------------------------- one method
     def _run_method(self, name: str) -> None:
         entry = self.info["methods"][name]
@@ -403,6 +483,8 @@ class Runner:
         except Exception as exc:
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             self.logger.error("%s failed: %s", name, exc, exc_info=True)
+            if self._trains_distributed(name) and "fit" not in entry["timings"]:
+                raise  # the other ranks are inside this fit's collectives: end the torchrun job
             self.metrics = [r for r in self.metrics if r["method"] != name]
             self.scores = self.scores[self.scores["method"] != name].reset_index(drop=True)
             self._save_results()
@@ -421,7 +503,11 @@ class Runner:
         entry["description"] = method.description
         ctx = FitContext(device=self.device, seed=cfg.seed, profile=cfg.profile.name,
                          output_dir=self.folder.method_dir(name), logger=self.logger.getChild(name),
-                         resume=resume, amp=self.device.type == "cuda", progress=self.progress)
+                         resume=resume, amp=self.device.type == "cuda", progress=self.progress,
+                         distributed=self._trains_distributed(name))
+        if distributed.world_size() > 1 and not ctx.distributed:
+            self.logger.info("%s trains on rank 0 only (no 'distributed' capability); the other %d processes skip it",
+                             name, distributed.world_size() - 1)
         t = time.perf_counter()
         method.fit(train, val, ctx)
         timings["fit"] = round(time.perf_counter() - t, 3)

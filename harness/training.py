@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from harness import distributed  # DDP helpers for methods with the ``distributed`` capability
 from harness.atomic import atomic_write
 from harness.progress import progress
 
 __all__ = ["choose_device", "seed_everything", "make_generator", "autocast", "rng_state", "set_rng_state",
-           "atomic_torch_save", "Checkpointer", "progress"]
+           "atomic_torch_save", "Checkpointer", "progress", "distributed"]
 
 
 def choose_device(requested: str = "auto") -> torch.device:
