@@ -30,6 +30,7 @@ class AutoencoderSettings(ReconstructionSettings):
     levels: int = Field(4, ge=2, le=6, description="stride-2 encoder levels (image_size / 2**levels = bottleneck grid)")
     latent: int = Field(128, ge=2, description="size of the dense bottleneck")
     ssim_weight: float = Field(0.0, ge=0, le=1, description="loss = L1 + ssim_weight * (1 - SSIM)")
+    epochs: int = Field(30, ge=1, description="passes over the healthy train images")
 
     @model_validator(mode="after")
     def _grid_fits(self) -> AutoencoderSettings:

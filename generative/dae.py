@@ -36,6 +36,8 @@ class DAESettings(ReconstructionSettings):
     noise_std: float = Field(0.2, gt=0, le=1, description="std of the coarse noise")
     lr: float = Field(1e-3, gt=0, description="Adam (AMSGrad) learning rate, cosine decay to zero")
     weight_decay: float = Field(1e-5, ge=0)
+    cpu_bf16: bool = Field(True, description="bf16 autocast for CPU training (scoring stays fp32); 2.1x "
+                           "fp32 in benchmarks/bench_methods.py")
 
     @model_validator(mode="after")
     def _pools_fit(self) -> DAESettings:
@@ -48,7 +50,7 @@ class DAESettings(ReconstructionSettings):
 PROFILE_DEFAULTS = {
     "smoke": {"image_size": 32, "base_channels": 4, "depth": 3, "noise_res": 4, "epochs": 2, "batch_size": 8},
     "paper": {"image_size": 128, "base_channels": 64, "depth": 4, "noise_res": 16, "epochs": 2900,
-              "batch_size": 16, "lr": 1e-4},
+              "batch_size": 16, "lr": 1e-4, "cpu_bf16": False},
 }
 
 

@@ -39,7 +39,7 @@ from generative.reconstruction import ReconstructionMethod, ReconstructionSettin
 class DDPMSettings(ReconstructionSettings):
     """Defaults are the quick profile; ``paper`` is pDDPM's published setting (whole-slice noising)."""
 
-    channels: tuple[int, ...] = Field((32, 64, 64), min_length=2, description="UNet channels per level")
+    channels: tuple[int, ...] = Field((16, 32, 32), min_length=2, description="UNet channels per level")
     attention: bool = Field(True, description="self-attention at the lowest level")
     res_blocks: int = Field(1, ge=1, description="residual blocks per level")
     train_timesteps: int = Field(1000, ge=10, description="T of the noise schedule")
@@ -47,14 +47,20 @@ class DDPMSettings(ReconstructionSettings):
     prediction: Literal["sample", "epsilon"] = Field("sample", description="the network predicts x0 or the noise")
     loss_type: Literal["l1", "l2"] = Field("l1")
     noise_level: int = Field(250, ge=1, description="timestep a slice is noised to before denoising")
+    max_train_timestep: int = Field(300, ge=0, description="train on timesteps below this only (0: all); "
+                                    "reconstruction never visits those above noise_level")
     sampler: Literal["ddim", "ddpm"] = Field("ddim", description="denoising chain at inference")
     inference_steps: int = Field(5, ge=1, description="DDIM steps from noise_level to 0 (ddpm: all)")
-    lr: float = Field(2e-4, gt=0)
+    epochs: int = Field(12, ge=1, description="passes over the healthy train images")
+    lr: float = Field(5e-4, gt=0, description="Adam learning rate (cosine decay to zero)")
 
     @model_validator(mode="after")
     def _consistent(self) -> DDPMSettings:
         if self.noise_level >= self.train_timesteps:
             raise ValueError(f"noise_level {self.noise_level} must be below train_timesteps {self.train_timesteps}")
+        if self.max_train_timestep and not self.noise_level < self.max_train_timestep <= self.train_timesteps:
+            raise ValueError(f"max_train_timestep {self.max_train_timestep} must be above noise_level "
+                             f"{self.noise_level} and at most train_timesteps {self.train_timesteps}")
         if self.image_size % 2 ** (len(self.channels) - 1):
             raise ValueError(f"image_size {self.image_size} must be a multiple of 2**(levels-1)")
         if any(c % _groups(self.channels) for c in self.channels):
@@ -64,9 +70,10 @@ class DDPMSettings(ReconstructionSettings):
 
 PROFILE_DEFAULTS = {
     "smoke": {"image_size": 32, "channels": (8, 8), "attention": False, "train_timesteps": 100,
-              "noise_level": 30, "inference_steps": 2, "epochs": 2, "batch_size": 8},
+              "noise_level": 30, "max_train_timestep": 40, "inference_steps": 2, "epochs": 2, "batch_size": 8},
     "paper": {"image_size": 128, "channels": (128, 256, 256), "attention": True, "res_blocks": 2,
-              "noise_level": 500, "sampler": "ddpm", "epochs": 1600, "batch_size": 32, "lr": 1e-4},
+              "noise_level": 500, "max_train_timestep": 0, "sampler": "ddpm", "epochs": 1600, "batch_size": 32,
+              "lr": 1e-4},
 }
 
 
@@ -108,7 +115,7 @@ class DDPMMethod(ReconstructionMethod):
         s = self.settings
         x0 = x * 2 - 1
         noise = torch.randn(x0.shape, generator=g).to(x0.device)
-        t = torch.randint(0, s.train_timesteps, (len(x0),), generator=g).to(x0.device)
+        t = torch.randint(0, s.max_train_timestep or s.train_timesteps, (len(x0),), generator=g).to(x0.device)
         pred = DiffusionInferer(self._train_scheduler())(inputs=x0, diffusion_model=model, noise=noise,
                                                          timesteps=t).float()
         target = x0 if s.prediction == "sample" else noise

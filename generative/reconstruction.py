@@ -41,7 +41,8 @@ class ReconstructionSettings(MethodSettings):
     batch_size: int = Field(16, ge=1)
     lr: float = Field(1e-3, gt=0, description="Adam learning rate (cosine decay to zero)")
     weight_decay: float = Field(0.0, ge=0)
-    cpu_bf16: bool = Field(False, description="bf16 autocast on CPU (chosen by benchmarks/bench_methods.py)")
+    cpu_bf16: bool = Field(False, description="bf16 autocast for CPU training (scoring stays fp32); "
+                           "chosen per method by benchmarks/bench_methods.py")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -144,9 +145,12 @@ class ReconstructionMethod(Method):
                         self.selected["map"], self.selected["aggregate"], self.selected["criterion"],
                         _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cpu" and self.settings.cpu_bf16:
-            return torch.autocast("cpu", dtype=torch.bfloat16)
+    def _autocast(self, training: bool) -> contextlib.AbstractContextManager:
+        """CUDA: the harness policy (``amp``). CPU: bf16 for training steps when ``cpu_bf16``;
+        reconstructions stay fp32, so bf16 rounding never shows up in the residual maps."""
+        if self.device.type == "cpu":
+            use = training and self.settings.cpu_bf16
+            return torch.autocast("cpu", dtype=torch.bfloat16) if use else contextlib.nullcontext()
         return autocast(self.device, self.amp)
 
     def _train_epoch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -158,7 +162,7 @@ class ReconstructionMethod(Method):
         bar = progress(batches, total=len(batches), desc=f"{self.name} epoch {epoch}/{self.settings.epochs}",
                        enabled=ctx.progress, unit="batch")
         for idx in bar:
-            with self._autocast():
+            with self._autocast(training=True):
                 loss = self.loss(model, x[idx].to(self.device), g)
             optimizer.zero_grad(set_to_none=True)
             loss.float().backward()
@@ -175,7 +179,7 @@ class ReconstructionMethod(Method):
         model.eval()
         total = 0.0
         for batch in x.split(INFERENCE_BATCH):
-            with self._autocast():
+            with self._autocast(training=False):
                 total += float(self.loss(model, batch.to(self.device), g)) * len(batch)
         return total / len(x)
 
@@ -192,7 +196,7 @@ class ReconstructionMethod(Method):
         x = images.resized(self.settings.image_size).images.float()
         out = []
         for batch in x.split(INFERENCE_BATCH):
-            with self._autocast():
+            with self._autocast(training=False):
                 y = self.reconstruct_batch(model, batch.to(self.device))
             out.append(y.float().clamp(0, 1).cpu())
         return torch.cat(out) if out else x.new_zeros(x.shape)
