@@ -422,6 +422,22 @@ def test_real_features_are_cached_by_content(tmp_path, monkeypatch):
     assert sum(seen) == 20 + 12 + 16  # same fingerprint string, other weights -> never the stale features
 
 
+def test_reference_fids_are_computed_once_per_run(tmp_path, monkeypatch):
+    import harness.metrics.generative as generative
+
+    calls = []
+    original = generative.fid_statistics_to_metric
+    monkeypatch.setattr(generative, "fid_statistics_to_metric", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(generative, "_REFERENCE_FIDS", {})  # earlier tests may have seen these halves
+    data = data_of({"tumor": brains(16, 1)}, {"tumor": brains(16, 2)})
+    first = evaluate(data, tmp_path, tiny_mri(), partitions=3)
+    assert len(calls) == 1 + 2 * 3  # fid, then reference and relative per partition
+    calls.clear()
+    second = evaluate(data_of({"tumor": brains(16, 1)}, {"tumor": brains(16, 3)}), tmp_path, tiny_mri(), partitions=3)
+    assert len(calls) == 1 + 3  # another method's translations: the real halves' FIDs are reused
+    assert pick(first, "fid_reference")["value"] == pick(second, "fid_reference")["value"]
+
+
 def test_module_fingerprint_covers_every_weight_and_buffer():
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))  # 0-d num_batches_tracked
     first = feature_spaces.module_sha256(net)

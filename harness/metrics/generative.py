@@ -28,6 +28,7 @@ What makes the numbers comparable (docs/results-schema.md, README "Metrics"):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 from collections.abc import Sequence
@@ -172,6 +173,21 @@ def _fid(feats_a: FeatureDict, feats_b: FeatureDict, layer: str) -> float:
     return float(fid_statistics_to_metric(stats_a, stats_b, False)[KEY_METRIC_FID])
 
 
+_REFERENCE_FIDS: dict[str, float] = {}  # in-process: every translating method of a run shares the reference
+
+
+def _reference_fid(half_a: FeatureDict, half_b: FeatureDict, layer: str) -> float:
+    """FID between two real halves, memoised by the exact features (a 2048-d FID costs seconds
+    on a CPU, and each method of a run would otherwise recompute the same ones)."""
+    h = hashlib.sha256(layer.encode())
+    for feats in (half_a, half_b):
+        h.update(feats[layer].contiguous().numpy().tobytes())
+    key = h.hexdigest()
+    if key not in _REFERENCE_FIDS:
+        _REFERENCE_FIDS[key] = _fid(half_a, half_b, layer)
+    return _REFERENCE_FIDS[key]
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float | None]:
     return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
 
@@ -259,7 +275,7 @@ class _SpaceEvaluator:
         refs, matched = [], []
         for a, b, t in plan.half_idx[domain]:
             half_a = _take(real_f, a)
-            refs.append(_fid(half_a, _take(real_f, b), layer))
+            refs.append(_reference_fid(half_a, _take(real_f, b), layer))
             matched.append(_fid(half_a, _take(tr_f, t), layer))
         ref, ref_sd = _mean_sd(refs)
         num, num_sd = _mean_sd(matched)
