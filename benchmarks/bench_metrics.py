@@ -17,10 +17,13 @@ from pathlib import Path
 
 import torch
 
-from harness.config import MetricSettings
-from harness.metrics.weights import find_inception_weights
-from harness.metrics.generative import evaluate_generative
+from baselines.resnet18 import ResNet18Baseline
 from baselines.resnet18_net import build_resnet18_classifier
+from harness.config import MetricSettings
+from harness.hashing import file_sha256
+from harness.metrics.feature_spaces import MRIExtractor
+from harness.metrics.generative import Translations, evaluate_generative
+from harness.metrics.weights import find_inception_weights
 
 
 class _ExtractionCounter(logging.Handler):
@@ -63,19 +66,26 @@ def main() -> None:
             "no_tumor": synthetic_domain(args.n, args.size, 2, False)}
     translated = {"tumor": synthetic_domain(args.n, args.size, 3, True),
                   "no_tumor": synthetic_domain(args.n, args.size, 4, False)}
+    subjects = [f"s{i // 4}" for i in range(args.n)]  # four slices per synthetic subject
+    data = Translations(real, translated, {d: subjects for d in real}, {d: subjects for d in real})
+    val_images = torch.cat([synthetic_domain(40, args.size, 5, True), synthetic_domain(40, args.size, 6, False)])
+    val_labels = torch.cat([torch.ones(40, dtype=torch.long), torch.zeros(40, dtype=torch.long)])
     inception, _ = find_inception_weights(args.inception_weights)
     print(f"{args.n} images per set, {args.size} px; feature spaces: mri-resnet18"
           f"{', inception-v3' if inception else ' (inception-v3 weights not found: skipped)'}")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "resnet18.pt"
         torch.save({"model": build_resnet18_classifier().state_dict(), "image_size": args.size}, ckpt)
+        cpu = torch.device("cpu")
+        mri = MRIExtractor(ResNet18Baseline.feature_extractor(ckpt, cpu), "mri-resnet18", file_sha256(ckpt, 64),
+                           val_images, val_labels)
         times, extractions, results = [], [], []
         for _ in range(2):
             before = counter.real
             start = time.perf_counter()
-            rows = evaluate_generative("bench", real, translated, settings=MetricSettings(), device=torch.device("cpu"),
-                                       seed=0, inception_weights=str(inception) if inception else None,
-                                       mri_checkpoint=str(ckpt), cache_dir=Path(tmp) / "cache", logger=logger)
+            rows = evaluate_generative("bench", data, settings=MetricSettings(), device=cpu, seed=0,
+                                       working_size=None, inception_weights=str(inception) if inception else None,
+                                       mri=mri, cache_dir=Path(tmp) / "cache", logger=logger)
             times.append(time.perf_counter() - start)
             extractions.append(counter.real - before)
             results.append([r["value"] for r in rows])
