@@ -17,7 +17,8 @@ from generative.cyclegan.settings import CycleGANSettings
 from harness.registry import METHODS
 from harness.scoring import MAP_KINDS
 from generative.cyclegan.method import CycleGANMethod
-from generative.cyclegan.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from generative.cyclegan.networks import (PatchDiscriminator, ResnetGenerator, discriminator_layers, init_weights,
+                                          patch_grid, receptive_field)
 from generative.cyclegan.train import CycleGANTrainer, ImagePool, LinearDecay
 
 
@@ -119,6 +120,38 @@ def test_patch_discriminator_shape_and_receptive_field():
     assert sum(isinstance(m, torch.nn.Conv2d) for m in d.modules()) == 5
 
 
+def _measured_receptive_field(n_layers: int, size: int) -> int:
+    """Side of the input region that one central output logit depends on (by its gradient),
+    with instance norm left out: its per-image statistics would tie every logit to every pixel."""
+    d = PatchDiscriminator(1, ndf=2, n_layers=n_layers)
+    init_weights(d, torch.Generator().manual_seed(0))
+    for i, layer in enumerate(d.model):
+        if isinstance(layer, torch.nn.InstanceNorm2d):
+            d.model[i] = torch.nn.Identity()
+    x = torch.rand(1, 1, size, size, requires_grad=True)
+    out = d(x)
+    out[0, 0, out.shape[-2] // 2, out.shape[-1] // 2].backward()
+    rows = torch.nonzero(x.grad[0, 0].abs().sum(dim=1) > 0).flatten()
+    return int(rows.max() - rows.min() + 1)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_receptive_field_formula_matches_the_network(n_layers):
+    assert _measured_receptive_field(n_layers, 160) == receptive_field(n_layers)
+    size = 96
+    d = PatchDiscriminator(1, ndf=2, n_layers=n_layers)
+    assert d(torch.zeros(1, 1, size, size)).shape[-1] == patch_grid(size, n_layers)
+
+
+def test_discriminator_depth_follows_the_image_size():
+    """The reference 70x70 PatchGAN at 256 px; smaller images get a shallower critic whose
+    patches stay well inside the image (at 64 px the reference one would see all of it)."""
+    assert [receptive_field(n) for n in (1, 2, 3, 4)] == [16, 34, 70, 142]
+    picked = {size: receptive_field(discriminator_layers(size)) for size in (16, 32, 64, 128, 256, 512)}
+    assert picked == {16: 16, 32: 16, 64: 34, 128: 70, 256: 70, 512: 70}
+    assert all(rf < size for size, rf in picked.items() if size > 16)
+
+
 def test_init_is_normal_002_and_seeded():
     a, b, c = (ResnetGenerator(1, ngf=8, n_blocks=2) for _ in range(3))
     init_weights(a, torch.Generator().manual_seed(7))
@@ -163,7 +196,13 @@ def test_image_pool_fills_then_mixes_history():
 def test_training_writes_curves_samples_and_checkpoints(tiny_run):
     curves = tiny_run.training_curves()
     assert curves["epoch"] == [1, 2, 3]
-    assert set(curves) == {"epoch", "loss_G", "loss_D", "loss_cycle", "loss_identity", "lr"}
+    assert set(curves) == {"epoch", "loss_G", "loss_D", "loss_cycle", "loss_identity", "lr", "val_auroc",
+                           "val_pixel_auroc"}
+    # the learning curve's last point is the selection the method deploys
+    assert curves["val_auroc"][-1] == tiny_run.selected["val_auroc"]
+    assert curves["val_pixel_auroc"][-1] == tiny_run.selected["val_pixel_auroc"]
+    assert tiny_run.selection()["discriminator"] == {"d_layers": 1, "receptive_field_px": 16, "patch_grid": 14,
+                                                     "image_size": 32}
     assert curves["lr"] == pytest.approx([2e-4, 2e-4, 1e-4])
     assert all(math.isfinite(v) for k in curves for v in curves[k])
     out = tiny_run.trainer.output_dir

@@ -56,14 +56,22 @@ class CycleGANMethod(Method):
                         len(images_a), len(images_b), s.image_size, s.epochs, s.decay_epochs)
         self.trainer = CycleGANTrainer(s, ctx.device, ctx.seed, ctx.output_dir, ctx.logger,
                                        amp=ctx.amp, show_progress=ctx.progress)
-        self.trainer.fit(images_a, images_b, resume=ctx.resume)
-        self.selected = self._select(val)
+        self.selected = {}
+        self.trainer.fit(images_a, images_b, resume=ctx.resume, evaluate=lambda: self._evaluate(val))
+        if not self.selected:  # resumed after the last epoch: no evaluation ran
+            self.selected = self._select(val)
         ctx.logger.info("cyclegan: selected %s map with %s aggregate by %s (val AUROC %s, pixel AUROC %s)",
                         self.selected["map"], self.selected["aggregate"], self.selected["criterion"],
                         _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
 
     def _select(self, val: ImageSet) -> dict[str, object]:
         return select_scoring(val, self._to_healthy(val))
+
+    def _evaluate(self, val: ImageSet) -> dict[str, float | None]:
+        """After every epoch: the selection as it would be deployed now, for the learning curve
+        (validation image and pixel AUROC); after the last epoch it is the selection."""
+        self.selected = self._select(val)
+        return {"val_auroc": self.selected["val_auroc"], "val_pixel_auroc": self.selected["val_pixel_auroc"]}
 
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
@@ -88,7 +96,10 @@ class CycleGANMethod(Method):
         return {} if self.trainer is None else {k: list(v) for k, v in self.trainer.curves.items()}
 
     def selection(self) -> dict[str, Any]:
-        return dict(self.selected)
+        """The map and aggregate chosen on validation, and the discriminator's patch size."""
+        if self.trainer is None:
+            return dict(self.selected)
+        return {**self.selected, "discriminator": self.trainer.discriminator()}
 
     def checkpoint(self) -> Path | None:
         return None if self.trainer is None else self.trainer.checkpointer.last_path

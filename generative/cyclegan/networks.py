@@ -1,7 +1,9 @@
-"""CycleGAN networks: the ResNet generator and the 70x70 PatchGAN discriminator.
+"""CycleGAN networks: the ResNet generator and the PatchGAN discriminator.
 
 Both follow the reference implementation (Zhu et al. 2017): instance norm without affine
-parameters, reflection padding, N(0, 0.02) initialisation. Images enter and leave in [-1, 1]
+parameters, reflection padding, N(0, 0.02) initialisation. The discriminator's depth follows the
+image size (:func:`discriminator_layers`): the reference 70x70 PatchGAN judges 70 px patches of a
+256 px image, but at 64 px the same network sees the whole image and stops being a patch critic. Images enter and leave in [-1, 1]
 (the generator ends in tanh); :func:`to_model_range` / :func:`from_model_range` convert from
 and to the [0, 1] range that ImageSets use.
 """
@@ -11,11 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MIN_IMAGE_SIZE = 32  # the discriminator's fourth level would be 1x1, where instance norm fails
+MIN_IMAGE_SIZE = 16  # the shallowest discriminator's patch grid is still 6x6 there
+REFERENCE_LAYERS = 3  # the reference 70x70 PatchGAN; deeper only adds receptive field
+MAX_RF_FRACTION = 0.55  # receptive field at most this share of the image side (34 of 64 px)
 
 
 def check_image_size(size: int) -> None:
-    """Two stride-2 stages need a multiple of 4; the PatchGAN needs at least 32 px."""
+    """Two stride-2 stages of the generator need a multiple of 4."""
     if size < MIN_IMAGE_SIZE or size % 4 != 0:
         raise ValueError(
             f"cyclegan.image_size must be a multiple of 4 and at least {MIN_IMAGE_SIZE}, got {size}"
@@ -85,8 +89,37 @@ class ResnetGenerator(nn.Module):
         return self.model(x)
 
 
+def receptive_field(n_layers: int) -> int:
+    """Receptive field (px) of a PatchGAN with ``n_layers``: 16, 34, 70, 142 for 1-4 layers.
+
+    Walked back from one output logit: every layer is a 4x4 convolution; the first ``n_layers``
+    have stride 2, the last two stride 1."""
+    strides = [2] * n_layers + [1, 1]
+    field = 1
+    for stride in reversed(strides):
+        field = (field - 1) * stride + 4
+    return field
+
+
+def discriminator_layers(size: int) -> int:
+    """The deepest PatchGAN, up to the reference depth, whose receptive field covers at most
+    ``MAX_RF_FRACTION`` of a ``size`` px image: 70x70 at 128-256 px (the reference at 256 px),
+    34x34 at 64 px, 16x16 at 32 px; one layer at least."""
+    fitting = [n for n in range(1, REFERENCE_LAYERS + 1) if receptive_field(n) <= MAX_RF_FRACTION * size]
+    return max(fitting, default=1)
+
+
+def patch_grid(size: int, n_layers: int) -> int:
+    """Side of the discriminator's output grid for a ``size`` px input."""
+    side = size
+    for _ in range(n_layers):
+        side //= 2  # 4x4, stride 2, padding 1 halves an even side
+    return side - 2  # two 4x4 stride-1 convolutions with padding 1 remove one pixel each
+
+
 class PatchDiscriminator(nn.Module):
-    """70x70 PatchGAN (``n_layers=3``): a grid of real/fake logits, one per overlapping patch."""
+    """PatchGAN: a grid of real/fake logits, one per overlapping patch of
+    ``receptive_field(n_layers)`` px (70x70 with ``n_layers=3``, the reference)."""
 
     def __init__(self, channels: int = 1, ndf: int = 64, n_layers: int = 3) -> None:
         super().__init__()

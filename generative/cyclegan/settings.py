@@ -20,6 +20,8 @@ class CycleGANSettings(MethodSettings):
     ngf: int = Field(32, ge=1, description="generator filters")
     ndf: int = Field(32, ge=1, description="discriminator filters")
     n_blocks: int = Field(6, ge=1, description="generator residual blocks")
+    d_layers: int = Field(0, ge=0, le=5, description=(
+        "PatchGAN depth; 0: from image_size, so the receptive field stays a patch (34 px at 64, 70 at 128-256)"))
     epochs: int = Field(8, ge=0, description="epochs at the base learning rate")
     decay_epochs: int = Field(4, ge=0, description="epochs of linear decay to zero")
     batch_size: int = Field(8, ge=1)
