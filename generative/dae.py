@@ -49,7 +49,7 @@ class DAESettings(ReconstructionSettings):
 
 PROFILE_DEFAULTS = {
     "smoke": {"image_size": 32, "base_channels": 4, "depth": 3, "noise_res": 4, "epochs": 2, "batch_size": 8},
-    "paper": {"image_size": 128, "base_channels": 64, "depth": 4, "noise_res": 16, "epochs": 2900,
+    "paper": {"image_size": 128, "base_channels": 64, "depth": 4, "noise_res": 16, "epochs": 2800,
               "batch_size": 16, "lr": 1e-4, "cpu_bf16": False},
 }
 
