@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,list,data,report,compare,weights}``.
+"""Command line: ``python -m harness {run,list,data,report,compare,weights,grid}``.
 
 Each sub-command imports its implementation lazily so ``--help`` and ``list`` stay fast.
 Expected failures (bad paths, unusable datasets, unknown names) print one ``error:`` line and
@@ -75,7 +75,40 @@ def build_parser() -> argparse.ArgumentParser:
     weights = sub.add_parser("weights", help="show which model weights are found where; --fetch downloads them")
     weights.add_argument("--fetch", action="store_true", help="download missing weights (needs network)")
     weights.add_argument("--inception-weights", metavar="PATH", default=None)
+    _add_grid_parser(sub)
     return parser
+
+
+def _add_grid_parser(sub: argparse._SubParsersAction) -> None:
+    grid = sub.add_parser("grid", help="method x seed x dataset cells as jobs (Slurm or local, through "
+                                       "submitit), read back as one table")
+    actions = grid.add_subparsers(dest="grid_command", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="submit a grid, or with --grid ID resubmit its missing and failed cells")
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every registered method")
+    which.add_argument("--method", action="append", default=[], metavar="NAME", help="a method (repeatable)")
+    run.add_argument("--seeds", type=int, nargs="+", metavar="N", default=None)
+    run.add_argument("--data", action="append", default=None, metavar="PATH",
+                     help="a dataset folder (repeatable); 'embedded' or none: the embedded cohort")
+    run.add_argument("--profile", default=DEFAULT_PROFILE, help=f"one of {', '.join(PROFILES)}")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    run.add_argument("--config", metavar="TOML", default=None)
+    run.add_argument("--device", default="auto")
+    run.add_argument("--inception-weights", metavar="PATH", default=None)
+    run.add_argument("--output", default="runs", metavar="DIR", help="runs go here, the grid in DIR/grids/")
+    run.add_argument("--grid", metavar="GRID_ID", default=None, help="resubmit this grid's missing and failed cells")
+    run.add_argument("--executor", choices=("auto", "slurm", "local", "debug"), default="auto",
+                     help="auto: Slurm where sbatch exists, else local processes; debug: in this process")
+    run.add_argument("--partition", default=None, help="Slurm partition")
+    run.add_argument("--gpus", type=int, default=None, help="GPUs per cell (default 1 on Slurm, 0 locally)")
+    run.add_argument("--cpus", type=int, default=None, help="CPUs per cell (default by profile)")
+    run.add_argument("--mem-gb", type=int, default=None, help="memory per cell (default by profile)")
+    run.add_argument("--timeout-min", type=int, default=None, help="time limit per cell (default by profile)")
+    run.add_argument("--array-parallelism", type=int, default=None, help="Slurm: cells running at once")
+    run.add_argument("--no-wait", action="store_true", help="return after submitting (Slurm); collect later")
+    collect = actions.add_parser("collect", help="read a grid's cells back into one table and grid.json")
+    collect.add_argument("grid_id", metavar="GRID_ID")
+    collect.add_argument("--output", default="runs", metavar="DIR")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,4 +162,8 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from harness.metrics.weights import weights_command
 
         return weights_command(args)
+    if args.command == "grid":
+        from harness.grid import grid_command
+
+        return grid_command(args)
     raise AssertionError(args.command)

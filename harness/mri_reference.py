@@ -44,12 +44,18 @@ def reference_key(method: str, split_hash: str, seed: int, profile: str, setting
     return f"{method}-{split_hash[:16]}-seed{seed}-{profile}-{digest}"
 
 
+def reference_file(method: str, settings: dict[str, Any], *, split_hash: str, seed: int, profile: str) -> Path:
+    """Where the feature method's checkpoint for this split is cached. A grid copies its feature
+    cell's checkpoint here, so its translating cells use that very file (harness.grid)."""
+    return cache_root() / "mri-reference" / reference_key(method, split_hash, seed, profile, settings) / "model.pt"
+
+
 def dedicated_checkpoint(method: str, settings: dict[str, Any], train: ImageSet, val: ImageSet, *,
                          split_hash: str, seed: int, profile: str, device: torch.device,
                          logger: logging.Logger, progress: bool) -> Path:
     """Train (or reuse) the cached feature method for this split; returns its checkpoint file."""
-    folder = cache_root() / "mri-reference" / reference_key(method, split_hash, seed, profile, settings)
-    target = folder / "model.pt"
+    target = reference_file(method, settings, split_hash=split_hash, seed=seed, profile=profile)
+    folder = target.parent
     if target.is_file():
         logger.info("MRI feature extractor: reusing %s", target)
         return target
