@@ -111,9 +111,10 @@ class ReconstructionMethod(Method):
                 ctx.logger.info("%s: no checkpoint to resume from; training from scratch", name)
             else:
                 start, state = loaded
-                if state["settings"] != s.model_dump():
+                changed = sorted(k for k, v in s.model_dump().items() if state["settings"].get(k) != v)
+                if changed:
                     raise ValueError(f"cannot resume {name}: the checkpoint was trained with other settings "
-                                     f"({state['settings']} vs {s.model_dump()})")
+                                     f"({', '.join(changed)})")
                 model.load_state_dict(state["model"])
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
