@@ -13,7 +13,7 @@ import abc
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -128,6 +128,10 @@ class FitContext:
     # under torchrun, for a method with the ``distributed`` capability: every rank calls fit and
     # trains its shard of each batch (harness.training re-exports the helpers); rank 0 writes
     distributed: bool = False
+    # for learning curves of translating methods: mri_fid(real, generated) is the FID between two
+    # (N, 1, H, W) image sets in [0, 1] in the run's MRI feature space (torch-fidelity), or None
+    # when the run has none; the real images go through the method's resolution path
+    mri_fid: Callable[[torch.Tensor, torch.Tensor], float | None] | None = None
 
 
 class Method(abc.ABC):

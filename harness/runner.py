@@ -37,6 +37,7 @@ from harness.evaluate import (FLOOR_METHOD, check_output, comparison_rows, detec
                               is_comparison_row, pixel_rows, score_frame, stratum_rows, translate_test)
 from harness.hashing import file_sha256
 from harness.metrics.feature_spaces import MRIExtractor
+from harness.metrics.fid_probe import MRIFidProbe
 from harness.metrics.generative import Translations, evaluate_generative
 from harness.metrics.subject_halves import subject_groups
 from harness.mri_reference import cache_root, dedicated_checkpoint, feature_method
@@ -504,7 +505,8 @@ class Runner:
         ctx = FitContext(device=self.device, seed=cfg.seed, profile=cfg.profile.name,
                          output_dir=self.folder.method_dir(name), logger=self.logger.getChild(name),
                          resume=resume, amp=self.device.type == "cuda", progress=self.progress,
-                         distributed=self._trains_distributed(name))
+                         distributed=self._trains_distributed(name),
+                         mri_fid=self._fid_probe(method) if "translates" in method.capabilities else None)
         if distributed.world_size() > 1 and not ctx.distributed:
             self.logger.info("%s trains on rank 0 only (no 'distributed' capability); the other %d processes skip it",
                              name, distributed.world_size() - 1)
@@ -587,6 +589,12 @@ class Runner:
             name, translations, settings=cfg.profile.metrics, device=self.device, seed=cfg.seed,
             working_size=type(method).working_size(method.settings), inception_weights=cfg.inception_weights,
             mri=mri, mri_missing=missing, cache_dir=cache_root(), logger=self.logger.getChild(name))
+
+    def _fid_probe(self, method: Method) -> MRIFidProbe:
+        """MRI-space FID for ``method``'s learning curve; the feature network is resolved (and, in
+        a run without the feature method, trained and cached as for the final rows) at first use."""
+        return MRIFidProbe(lambda: self._mri_extractor()[0], self.device,
+                           type(method).working_size(method.settings))
 
     def _mri_extractor(self) -> tuple[MRIExtractor | None, str]:
         """The feature method's network for the MRI-domain rows, or None and why not."""

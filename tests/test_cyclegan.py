@@ -214,6 +214,25 @@ def test_training_writes_curves_samples_and_checkpoints(tiny_run):
     assert len(state["state"]["pool_A"]["images"]) == TINY.pool_size
 
 
+def test_learning_curve_records_the_runs_mri_fid_each_epoch(tmp_path, tiny_data):
+    """With ``ctx.mri_fid`` the curve gains the FID of val translated into each domain against
+    that domain's real val images, every epoch."""
+    calls = []
+
+    def fake_fid(real: torch.Tensor, generated: torch.Tensor) -> float:
+        assert real.shape[1:] == generated.shape[1:] == (1, 32, 32)
+        calls.append((len(real), len(generated)))
+        return float(len(calls))
+
+    ctx = make_ctx(tmp_path)
+    ctx.mri_fid = fake_fid
+    method = CycleGANMethod(TINY.model_copy(update=dict(epochs=1, decay_epochs=1)))
+    method.fit(*tiny_data, ctx)
+    curves = method.training_curves()
+    assert curves["val_mri_fid_no_tumor"] == [1.0, 3.0] and curves["val_mri_fid_tumor"] == [2.0, 4.0]
+    assert calls == [(6, 6)] * 4  # val: 6 healthy real vs 6 tumor translated, and the other way
+
+
 def test_same_seed_same_weights_other_seed_differs(tmp_path, tiny_data, tiny_run):
     again = CycleGANMethod(TINY)
     again.fit(*tiny_data, make_ctx(tmp_path / "a"))

@@ -12,6 +12,7 @@ brain mask), so the recorded validation AUROC is the deployed scorer's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ class CycleGANMethod(Method):
         self.trainer = CycleGANTrainer(s, ctx.device, ctx.seed, ctx.output_dir, ctx.logger,
                                        amp=ctx.amp, show_progress=ctx.progress)
         self.selected = {}
-        self.trainer.fit(images_a, images_b, resume=ctx.resume, evaluate=lambda: self._evaluate(val))
+        self.trainer.fit(images_a, images_b, resume=ctx.resume, evaluate=lambda: self._evaluate(val, ctx.mri_fid))
         if not self.selected:  # resumed after the last epoch: no evaluation ran
             self.selected = self._select(val)
         ctx.logger.info("cyclegan: selected %s map with %s aggregate by %s (val AUROC %s, pixel AUROC %s)",
@@ -67,11 +68,19 @@ class CycleGANMethod(Method):
     def _select(self, val: ImageSet) -> dict[str, object]:
         return select_scoring(val, self._to_healthy(val))
 
-    def _evaluate(self, val: ImageSet) -> dict[str, float | None]:
-        """After every epoch: the selection as it would be deployed now, for the learning curve
-        (validation image and pixel AUROC); after the last epoch it is the selection."""
+    def _evaluate(self, val: ImageSet, mri_fid: Callable[[torch.Tensor, torch.Tensor], float | None] | None
+                  ) -> dict[str, float | None]:
+        """After every epoch, for the learning curve: the selection as it would be deployed now
+        (validation image and pixel AUROC; after the last epoch it is the selection), and, when
+        the run has an MRI feature network, the FID of validation images translated into each
+        domain against that domain's real validation images."""
         self.selected = self._select(val)
-        return {"val_auroc": self.selected["val_auroc"], "val_pixel_auroc": self.selected["val_pixel_auroc"]}
+        values = {"val_auroc": self.selected["val_auroc"], "val_pixel_auroc": self.selected["val_pixel_auroc"]}
+        if mri_fid is not None:
+            tumor, healthy = val.of_label(1).images, val.of_label(0).images
+            values["val_mri_fid_no_tumor"] = mri_fid(healthy, self.translate(tumor, NO_TUMOR))
+            values["val_mri_fid_tumor"] = mri_fid(tumor, self.translate(healthy, TUMOR))
+        return values
 
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
