@@ -214,7 +214,7 @@ def _audit(audit: Any, figures: dict[str, str], figure_stem: str, what: str) -> 
         median_text = ", ".join(f"{_human(lb)} {_num(v)}" for lb, v in medians.items()) \
             if isinstance(medians, Mapping) else "—"
         rows.append([_FEATURES.get(str(entry.get("feature")), _human(entry.get("feature"))),
-                     _num(entry.get("auroc"), 2), MyST("**yes**") if entry.get("flagged") else "no", median_text,
+                     f"{entry['auroc']:.2f}" if is_number(entry.get("auroc")) else "—", MyST("**yes**") if entry.get("flagged") else "no", median_text,
                      entry.get("note")])
     if rows:
         parts.append(md_table(["Feature", "AUROC", "Flagged", "Median per label", "Note"], rows))

@@ -37,7 +37,8 @@ _BOOTSTRAP_UNITS = {"subject": "whole subjects (slices of one subject are not in
 DOMAINS = {"tumor": "Tumor", "no_tumor": "No tumor"}
 FEATURE_SPACES = ("mri-resnet18", "inception-v3")
 _GENERATIVE_TITLES = {"fid": "FID", "fid_reference": "Reference FID (real vs real)", "fid_relative": "Relative FID",
-                      "kid": "KID", "is": "IS", "isc": "IS", "target_rate": "Target rate"}
+                      "kid": "KID", "is": "IS", "isc": "IS", "target_rate": "Target rate",
+                      "target_rate_real": "Target rate of real images (ceiling)"}
 # every metric some table of the page shows; the rest go to "Other metrics"
 _SHOWN = ({"auroc", "ap", "ap_chance", "dice", "dice_oracle", *_AT_THRESHOLD, *PAIRED}
           | {m for m, _ in PIXEL})
@@ -186,23 +187,33 @@ def _headline(data: RunData, index: MetricIndex, names: list[str]) -> MyST | Non
     return md_table(["Method", "Supervision"] + [title for _, title in columns], rows)
 
 
-def _forest(data: RunData, index: MetricIndex, names: list[str], fig_dir: Path) -> Path | None:
+def _best(index: MetricIndex, names: list[str]) -> str | None:
+    """The method with the highest test AUROC (the shortcut floor is a reference, not a contender)."""
+    scored = [(row["value"], n) for n in names if n != FLOOR_METHOD
+              and (row := index.get(n, "auroc")) and is_number(row.get("value"))]
+    return max(scored)[1] if scored else None
+
+
+def _paired_rows(data: RunData, metric: str, best: str | None, with_floor: bool) -> list[dict[str, Any]]:
+    """The paired rows worth reading, largest first: the best method minus each other method and,
+    with ``with_floor``, every other method minus the shortcut floor (does it beat the shortcut?).
+    All ordered pairs stay in metrics.csv."""
+    rows = [r for r in data.metrics if r.get("metric") == metric and r.get("other") and is_number(r.get("value"))
+            and (r.get("split") or "test") == "test" and r.get("domain", "all") == "all"]
+    kept = [r for r in rows if r["method"] == best
+            or (with_floor and r["other"] == FLOOR_METHOD and r["method"] not in (best, FLOOR_METHOD))]
+    return sorted(kept, key=lambda r: (r["method"] != best, -r["value"]))
+
+
+def _forest(data: RunData, index: MetricIndex, names: list[str], fig_dir: Path) -> tuple[Path | None, bool]:
+    """The forest plot, and whether it has the panel of paired differences."""
     methods = [figures.Interval(name, row["value"], row.get("ci_low"), row.get("ci_high"))
                for name in names if (row := index.get(name, "auroc")) and is_number(row.get("value"))]
     methods.sort(key=lambda r: -r.value)
     deltas = [figures.Interval(f"{row['method']} − {row['other']}", row["value"], row.get("ci_low"),
-                               row.get("ci_high")) for row in _paired_rows(data, "auroc_delta")]
-    return figures.forest_plot(methods, deltas, fig_dir / "forest.png")
-
-
-def _paired_rows(data: RunData, metric: str) -> list[dict[str, Any]]:
-    """One row per unordered pair of methods (the one with a difference >= 0), largest first."""
-    rows = [r for r in data.metrics if r.get("metric") == metric and r.get("other") and is_number(r.get("value"))
-            and (r.get("split") or "test") == "test" and r.get("domain", "all") == "all"]
-    kept: dict[frozenset, dict[str, Any]] = {}
-    for row in sorted(rows, key=lambda r: -r["value"]):
-        kept.setdefault(frozenset((str(row["method"]), str(row["other"]))), row)
-    return list(kept.values())
+                               row.get("ci_high"))
+              for row in _paired_rows(data, "auroc_delta", _best(index, names), with_floor=False)]
+    return figures.forest_plot(methods, deltas, fig_dir / "forest.png"), bool(deltas)
 
 
 def _p(row: dict[str, Any] | None) -> MyST:
@@ -212,9 +223,9 @@ def _p(row: dict[str, Any] | None) -> MyST:
     return MyST("< 0.001") if p < 0.001 else fmt(p, 3)
 
 
-def _paired_table(data: RunData) -> MyST | None:
+def _paired_table(data: RunData, index: MetricIndex, names: list[str]) -> MyST | None:
     """Paired differences (method − other) on the same test images: CI and p-value per pair."""
-    auroc = _paired_rows(data, "auroc_delta")
+    auroc = _paired_rows(data, "auroc_delta", _best(index, names), with_floor=True)
     if not auroc:
         return None
     ap = {(r["method"], r["other"]): r for r in data.metrics if r.get("metric") == "ap_delta" and r.get("other")}
@@ -247,8 +258,11 @@ def _threshold_table(data: RunData, index: MetricIndex, names: list[str]) -> tup
                 notes[(name, str(note))].append(metric)  # the threshold has its own column
     if not any(any(c != DASH for c in row[1:]) for row in rows):
         return None, []
-    notes_md = [MyST(f"{escape_text(name)}, {escape_text(', '.join(metrics))}: {escape_text(note)}")
-                for (name, note), metrics in notes.items()]
+    grouped: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)  # one line per note and metrics
+    for (name, note), metrics in notes.items():
+        grouped[(note, tuple(metrics))].append(name)
+    notes_md = [MyST(f"{escape_text(', '.join(names))} ({escape_text(', '.join(metrics))}): {escape_text(note)}")
+                for (note, metrics), names in grouped.items()]
     return md_table(["Method", "Threshold (from val)"] + [t for _, t in columns], rows), notes_md
 
 
@@ -431,12 +445,13 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     index = MetricIndex([r for r in data.metrics if not r.get("other")])
     names = ordered_methods(data, index)
     ctx["headline"] = _headline(data, index, names)
-    forest = _forest(data, index, names, fig_dir)
+    forest, has_deltas = _forest(data, index, names, fig_dir)
     if forest is not None:
-        paired = "; right: paired differences on the same test images" if _paired_rows(data, "auroc_delta") else ""
+        paired = f"; right: {_best(index, names)} minus each other method, paired on the same test images" \
+            if has_deltas else ""
         ctx["forest"] = _figure(f"{name}/{forest.name}", f"{'Left: test' if paired else 'Test'} AUROC of every method "
                                 f"with its 95% CI{paired}", "forest plot of AUROC")
-    ctx["paired_table"] = _paired_table(data)
+    ctx["paired_table"] = _paired_table(data, index, names)
     ctx["threshold_table"], ctx["metric_notes"] = _threshold_table(data, index, names)
     ctx["other_metrics"] = _other_metrics(data)
     ctx["strata_table"], ctx["strata_notes"] = _strata_table(index, names)

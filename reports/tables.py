@@ -24,7 +24,7 @@ DASH = MyST("—")
 DETECTION = [("auroc", "AUROC"), ("ap", "AP"), ("sensitivity", "Sensitivity"),
              ("specificity", "Specificity"), ("balanced_accuracy", "Balanced acc.")]
 PIXEL = [("pixel_auroc", "Pixel AUROC"), ("pixel_ap", "Pixel AP"), ("dice", "Dice"), ("dice_oracle", "Dice (oracle)")]
-GENERATIVE = ["fid", "fid_reference", "fid_relative", "kid", "is", "isc", "target_rate"]
+GENERATIVE = ["fid", "fid_reference", "fid_relative", "kid", "is", "isc", "target_rate", "target_rate_real"]
 _DIGITS = {"fid": 2, "isc": 3, "is": 3, "kid": 4, "fid_reference": 2, "fid_relative": 3}
 # run.json methods[name].supervision -> how the page names it
 SUPERVISION = {"supervised": "supervised", "image_labels": "image labels", "healthy_only": "healthy only",

@@ -363,7 +363,9 @@ def test_run_page_shows_paired_differences_new_metrics_and_downloads(tmp_path):
     base = {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None}
     paired = [{**base, "method": a, "other": b, "metric": m, "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1,
                "p_value": p} for a, b, v, p in (("resnet18", "cyclegan", 0.225, 0.0004), ("cyclegan", "resnet18", -0.225,
-                                                                                         0.0004))
+                                                                                         0.0004),
+                                                ("intensity", "cyclegan", 0.075, 0.2), ("cyclegan", "intensity", -0.075, 0.2),
+                                                ("intensity", "shortcut-floor", 0.1, 0.04))
               for m in ("auroc_delta", "ap_delta")]
     _add_rows(folder, paired + [
         {**base, "method": "cyclegan", "metric": "dice", "value": 0.21, "ci_low": 0.1, "ci_high": 0.3},
@@ -377,9 +379,10 @@ def test_run_page_shows_paired_differences_new_metrics_and_downloads(tmp_path):
     assert "| *shortcut floor* | image labels | 0.550 [0.45–0.65]{.ci}" in headline
     section = page[page.index("### Paired differences"):]
     (pair,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | **cyclegan** |")]
-    assert "0.225 [0.12–0.33]{.ci} | < 0.001 |" in pair  # one row per pair, the positive direction
-    assert "| **cyclegan** | **resnet18** |" not in section
-    assert "right: paired differences" in page and (out / "r1" / "forest.png").stat().st_size > 1000
+    assert "0.225 [0.12–0.33]{.ci} | < 0.001 |" in pair  # the best method minus each other one
+    assert "| **intensity** | *shortcut floor* | 0.100 [0.00–0.20]{.ci} | 0.040 |" in section  # vs the floor
+    assert "| **cyclegan** | **resnet18** |" not in section and "| **intensity** | **cyclegan** |" not in section
+    assert "right: resnet18 minus each other method" in page and (out / "r1" / "forest.png").stat().st_size > 1000
     assert "### Other metrics" in page and "brand\\_new\\_metric" in page and "0.123" in page
 
     with (out / "r1" / "metrics.csv").open(newline="") as fh:
@@ -407,7 +410,7 @@ def test_failed_run_states_its_cause_first_and_blames_no_method(tmp_path):
     assert "no error message recorded" not in page and "## Failures" not in page and "## Results" not in page
     index = (out / "index.md").read_text()
     unfinished = index[index.index("## Runs without results"):]
-    assert f"**failed**: DatasetError: data path '/nope' does not exist" in unfinished
+    assert "**failed**: DatasetError: data path '/nope' does not exist" in unfinished
     assert folder.name not in index[:index.index("## Runs without results")]  # not in the leaderboard
 
 
