@@ -167,25 +167,42 @@ def comparison_rows(scores: pd.DataFrame, val: ImageSet, test: ImageSet, subject
     return floor_rows + paired_rows(both, subjects, settings, seed)
 
 
-def _pick_examples(scores: np.ndarray, higher_is_better: bool, k: int) -> tuple[np.ndarray, list[str]]:
-    """Indices of up to ``k`` best then up to ``k`` worst cases (no overlap), best first."""
+def _pick_examples(scores: np.ndarray, higher_is_better: bool, k: int,
+                   subjects: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Indices of up to ``k`` best then up to ``k`` worst cases, best first, each from a subject
+    not shown yet (four neighbouring slices of one subject say less than four subjects); no image
+    is both. With fewer subjects than rows, the rest of the rows stay empty rather than repeat."""
     order = np.argsort(-scores if higher_is_better else scores, kind="stable")
     n_best = min(k, (order.size + 1) // 2)
-    n_worst = min(k, order.size - n_best)
-    worst = order[order.size - n_worst:][::-1] if n_worst else order[:0]
-    return np.concatenate([order[:n_best], worst]), ["best"] * n_best + ["worst"] * n_worst
+    best = _distinct_subjects(order, subjects, n_best, taken=set())
+    rest = np.array([i for i in order if i not in set(best.tolist())], dtype=order.dtype)
+    worst = _distinct_subjects(rest[::-1], subjects, min(k, rest.size), taken=set())
+    return np.concatenate([best, worst]), ["best"] * best.size + ["worst"] * worst.size
 
 
-def example_arrays(method: Method, test: ImageSet, test_out: ScoreOutput,
+def _distinct_subjects(order: np.ndarray, subjects: Sequence[str], k: int, taken: set[str]) -> np.ndarray:
+    picked = []
+    for i in order:
+        if len(picked) == k:
+            break
+        if subjects[i] not in taken:
+            taken.add(subjects[i])
+            picked.append(i)
+    return np.array(picked, dtype=order.dtype)
+
+
+def example_arrays(method: Method, test: ImageSet, test_out: ScoreOutput, subjects: Sequence[str] | None = None,
                    k: int = EXAMPLES_PER_KIND) -> dict[str, np.ndarray]:
-    """The arrays of examples/<method>.npz (docs/results-schema.md)."""
+    """The arrays of examples/<method>.npz (docs/results-schema.md); ``subjects`` (one per test
+    image; None: each image its own) keeps best and worst cases on distinct subjects."""
     scores = np.asarray(test_out.scores, dtype=np.float64)
+    subjects = list(test.ids) if subjects is None else list(subjects)
     arrays: dict[str, np.ndarray] = {}
     for label, domain in enumerate(LABELS):
         members = np.flatnonzero(test.labels.numpy() == label)
         if members.size == 0:
             continue
-        picked, kinds = _pick_examples(scores[members], domain == TUMOR, k)
+        picked, kinds = _pick_examples(scores[members], domain == TUMOR, k, [subjects[i] for i in members])
         index = members[picked]
         arrays[f"{domain}_real"] = test.images[index, 0].numpy().astype(np.float32)
         if "translates" in method.capabilities:

@@ -31,7 +31,7 @@ class UnknownNameError(KeyError):
 
 def unknown_name_error(kind: str, name: str, known: Iterable[str]) -> UnknownNameError:
     known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.75)  # only names that are close
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     listing = ", ".join(known) if known else "(none registered)"
     return UnknownNameError(f"unknown {kind} {name!r}.{hint} Known {kind}s: {listing}")

@@ -275,6 +275,8 @@ class Runner:
         self.metrics: list[dict] = []
         self.scores = pd.DataFrame(columns=list(SCORES_COLUMNS))
         self.split_hash = ""
+        self._opened: tuple[Any, Any] | None = None  # (data source, split), opened before the run folder
+        self._data_timings: dict[str, float] = {}
         self.sets: dict[str, ImageSet] = {}
         self.strata: dict[str, str] = {}  # image id -> acquisition stratum ("" when unknown)
         self.subjects: dict[str, str] = {}  # image id -> subject (the id itself when unknown)
@@ -285,6 +287,8 @@ class Runner:
     def execute(self, folder: RunFolder | None, info: dict[str, Any] | None) -> int:
         seed_everything(self.config.seed)
         self.resuming = folder is not None
+        if not self.resuming:
+            self._open_data()  # a data error stops here, with one error line and no run folder
         self.folder = folder or RunFolder.create(self.config.output, self.config)
         self.info = info or self._new_info()
         if distributed.active():
@@ -358,10 +362,23 @@ class Runner:
                              self.info["device"])
         self._save_run()
 
+    def _open_data(self) -> tuple[Any, Any]:
+        """The data source and its split (once per run), timed into ``self._data_timings``."""
+        if self._opened is None:
+            cfg = self.config
+            t = time.perf_counter()
+            source = self.data.open_dataset(cfg.data, cfg.profile, cfg.seed, self.progress)
+            t_data = round(time.perf_counter() - t, 3)
+            t = time.perf_counter()
+            split = self.data.make_split(source, cfg.seed, cfg.profile.split)
+            self._data_timings = {"data": t_data, "split": round(time.perf_counter() - t, 3)}
+            self._opened = (source, split)
+        return self._opened
+
     def _prepare_data(self) -> None:
-        cfg, profile, timings = self.config, self.config.profile, self.info["timings"]
-        t = time.perf_counter()
-        source = self.data.open_dataset(cfg.data, profile, cfg.seed, self.progress)
+        profile, timings = self.config.profile, self.info["timings"]
+        source, split = self._open_data()
+        timings.update(self._data_timings)
         self.info["dataset"] = {
             "name": source.name, "root": str(source.root), "fingerprint": source.fingerprint(),
             "n_images": len(source.records), "n_skipped": len(source.skipped),
@@ -371,10 +388,8 @@ class Runner:
         self.strata = {r.id: r.stratum for r in source.records}
         self.subjects = {r.id: r.subject for r in source.records}  # CIs resample subjects
         self.positions = axial_positions(source.records)
-        timings["data"] = round(time.perf_counter() - t, 3)
 
         t = time.perf_counter()
-        split = self.data.make_split(source, cfg.seed, profile.split)
         stored_hash = self.info["split"].get("hash")
         if self.resuming and stored_hash and stored_hash != split.hash:
             raise ValueError(f"the split changed since run {self.folder.run_id} started "
@@ -393,7 +408,7 @@ class Runner:
             "n_duplicate_groups": len(split.duplicate_groups),
             "n_cross_label_duplicates": len(split.cross_label_duplicates),
         }
-        timings["split"] = round(time.perf_counter() - t, 3)
+        timings["split"] = round(timings["split"] + time.perf_counter() - t, 3)
         self._save_run()
 
         t = time.perf_counter()
@@ -547,7 +562,7 @@ class Runner:
             t = time.perf_counter()
             rows += self._generative_rows(name, method, translations)
             timings["generative"] = round(time.perf_counter() - t, 3)
-        self.folder.write_examples(name, example_arrays(method, test, test_out))
+        self.folder.write_examples(name, example_arrays(method, test, test_out, [self.subjects[i] for i in test.ids]))
 
         frames = [score_frame(name, "val", val, val_out), score_frame(name, "test", test, test_out)]
         self.scores = pd.concat([self.scores[self.scores["method"] != name], *frames], ignore_index=True)

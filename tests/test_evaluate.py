@@ -9,7 +9,8 @@ from sklearn.metrics import roc_auc_score
 from baseline_data import make_slices
 from harness.api import ScoreOutput
 from harness.config import MetricSettings
-from harness.evaluate import detection_rows, stratum_rows
+from harness.evaluate import detection_rows, example_arrays, stratum_rows
+from runner_toys import MeanIntensity
 
 SETTINGS = MetricSettings(bootstrap=200)
 
@@ -53,3 +54,20 @@ def test_a_one_label_stratum_gets_a_note_and_no_strata_gives_no_rows():
     assert stratum_rows("m", val, test, val_out, test_out, ["T1"] * 20, SETTINGS, seed=0) == []
     with pytest.raises(ValueError, match="strata"):
         stratum_rows("m", val, test, val_out, test_out, ["T1"] * 19, SETTINGS, seed=0)
+
+
+def test_example_grids_show_best_and_worst_cases_of_distinct_subjects():
+    test, out = _scored(40, 3)
+    subjects = [f"sub-{i // 5}" for i in range(len(test))]  # 8 subjects of 5 neighbouring slices
+    arrays = example_arrays(MeanIntensity(), test, out, subjects, k=3)
+    for domain in ("tumor", "no_tumor"):
+        ids = list(arrays[f"{domain}_ids"])
+        kinds = list(arrays[f"{domain}_kind"])
+        shown = {subjects[test.ids.index(i)] for i, kind in zip(ids, kinds)}
+        best = [subjects[test.ids.index(i)] for i, kind in zip(ids, kinds) if kind == "best"]
+        worst = [subjects[test.ids.index(i)] for i, kind in zip(ids, kinds) if kind == "worst"]
+        assert len(set(best)) == len(best) and len(set(worst)) == len(worst), (domain, best, worst)
+        assert len(set(ids)) == len(ids) and len(shown) >= 2
+    # the best tumor case is still the highest-scored tumor image
+    tumor = np.flatnonzero(test.labels.numpy() == 1)
+    assert arrays["tumor_ids"][0] == test.ids[tumor[np.argmax(out.scores[tumor])]]

@@ -201,8 +201,14 @@ def test_usage_errors_exit_2(dataset, tmp_path, capsys):
     assert main(["run", "--method", "toy-meen", "--output", str(tmp_path)]) == 2
     assert "did you mean" in capsys.readouterr().err.lower()
     assert main(["run", "--resume", "nope", "--output", str(tmp_path)]) == 2
+    capsys.readouterr()
     assert main(["run", "--method", "toy-mean", "--data", str(tmp_path / "missing"),
                  "--profile", "smoke", "--output", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: data path") and "does not exist" in err[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run folder left
+    assert main(["run", "--method", "nonexistent", "--output", str(tmp_path)]) == 2
+    assert "did you mean" not in capsys.readouterr().err.lower()  # only close names are suggested
 
 
 def test_seeds_make_one_run_each_and_print_the_spread(dataset, tmp_path, fast_eda, capsys):
