@@ -42,7 +42,7 @@ class AutoencoderSettings(ReconstructionSettings):
 PROFILE_DEFAULTS = {
     "smoke": {"image_size": 32, "base_channels": 4, "levels": 3, "latent": 16, "epochs": 2, "batch_size": 8},
     "paper": {"image_size": 128, "base_channels": 32, "levels": 4, "latent": 128, "epochs": 200,
-              "batch_size": 8, "lr": 1e-4},
+              "batch_size": 8, "lr": 1e-4, "cpu_bf16": False},
 }
 
 

@@ -36,8 +36,6 @@ class DAESettings(ReconstructionSettings):
     noise_std: float = Field(0.2, gt=0, le=1, description="std of the coarse noise")
     lr: float = Field(1e-3, gt=0, description="Adam (AMSGrad) learning rate, cosine decay to zero")
     weight_decay: float = Field(1e-5, ge=0)
-    cpu_bf16: bool = Field(True, description="bf16 autocast for CPU training (scoring stays fp32); 2.1x "
-                           "fp32 in benchmarks/bench_methods.py")
 
     @model_validator(mode="after")
     def _pools_fit(self) -> DAESettings:

@@ -73,7 +73,7 @@ PROFILE_DEFAULTS = {
               "noise_level": 30, "max_train_timestep": 40, "inference_steps": 2, "epochs": 2, "batch_size": 8},
     "paper": {"image_size": 128, "channels": (128, 256, 256), "attention": True, "res_blocks": 2,
               "noise_level": 500, "max_train_timestep": 0, "sampler": "ddpm", "epochs": 1600, "batch_size": 32,
-              "lr": 1e-4},
+              "lr": 1e-4, "cpu_bf16": False},
 }
 
 
@@ -128,10 +128,15 @@ class DDPMMethod(ReconstructionMethod):
         kind = DDIMScheduler if s.sampler == "ddim" else DDPMScheduler
         scheduler = kind(num_train_timesteps=s.train_timesteps, schedule=s.schedule, prediction_type=s.prediction)
         n = s.train_timesteps
-        if s.sampler == "ddim":
+        if s.sampler == "ddim":  # the coarsest grid with inference_steps steps at or below the noise level
             n = min(s.train_timesteps, math.ceil(s.inference_steps * s.train_timesteps / (s.noise_level + 1)))
-        scheduler.set_timesteps(n)
-        scheduler.timesteps = scheduler.timesteps[scheduler.timesteps <= s.noise_level]
+        while True:
+            scheduler.set_timesteps(n)
+            steps = scheduler.timesteps[scheduler.timesteps <= s.noise_level]
+            if (len(steps) >= s.inference_steps and steps[0] > 0) or n == s.train_timesteps:
+                break
+            n += 1  # too coarse: the chain would start below noise_level's grid point or at step 0
+        scheduler.timesteps = steps
         return scheduler
 
     def reconstruct_batch(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -155,6 +155,14 @@ def test_ddpm_reconstruction_does_not_depend_on_the_batch(fitted, data):
     assert method.selection()["noise_level"] <= method.settings.noise_level
 
 
+@pytest.mark.parametrize("level,steps", [(250, 1), (250, 5), (30, 30), (999, 3)])
+def test_ddpm_chain_starts_noisy_and_ends_at_zero(level, steps):
+    method = make("ddpm", train_timesteps=1000, noise_level=level, max_train_timestep=0, inference_steps=steps)
+    chain = method._inference_scheduler().timesteps.tolist()
+    assert 0 < chain[0] <= level and chain[-1] == 0 and len(chain) >= steps
+    assert chain == sorted(chain, reverse=True)
+
+
 def test_settings_are_checked_and_profiles_are_valid():
     for name in NAMES:
         cls = METHODS.get(name)
