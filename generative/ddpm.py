@@ -46,11 +46,11 @@ class DDPMSettings(ReconstructionSettings):
     schedule: Literal["linear_beta", "scaled_linear_beta", "cosine"] = Field("linear_beta")
     prediction: Literal["sample", "epsilon"] = Field("sample", description="the network predicts x0 or the noise")
     loss_type: Literal["l1", "l2"] = Field("l1")
-    noise_level: int = Field(250, ge=1, description="timestep a slice is noised to before denoising")
+    noise_level: int = Field(60, ge=1, description="timestep a slice is noised to before denoising")
     max_train_timestep: int = Field(300, ge=0, description="train on timesteps below this only (0: all); "
                                     "reconstruction never visits those above noise_level")
     sampler: Literal["ddim", "ddpm"] = Field("ddim", description="denoising chain at inference")
-    inference_steps: int = Field(5, ge=1, description="DDIM steps from noise_level to 0 (ddpm: all)")
+    inference_steps: int = Field(3, ge=1, description="DDIM steps from noise_level to 0 (ddpm: all)")
     epochs: int = Field(12, ge=1, description="passes over the healthy train images")
     lr: float = Field(5e-4, gt=0, description="Adam learning rate (cosine decay to zero)")
 
