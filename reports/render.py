@@ -3,8 +3,9 @@
 A run page is rewritten only when its inputs or this renderer changed: the first line of each
 page holds a stamp (hash of the run's report files and of the renderer's own code and templates;
 no render time), so rendering twice rewrites nothing and pages of finished runs stay as they are.
-The index is a leaderboard: runs with results side by side, newest first, and the runs without
-results in a short list with their cause.
+The index is a leaderboard: runs with results side by side, newest first, each grid
+(``runs/grids/``) as one table of its cells, and the runs without results in a short list with
+their cause.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import jinja2
 
 from harness.seed_summary import format_spread, seed_groups, spread
 from reports.escape import MyST, escape_text, slug
+from reports.grids import Grid, grid_sections, read_grids
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
 from reports.run_page import method_label, ordered_methods, run_context, supervision_label
 from reports.run_state import run_state
@@ -84,6 +86,7 @@ class RenderSummary:
     written: list[Path] = field(default_factory=list)
     unchanged: list[Path] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
+    unreadable_grids: list[tuple[str, str]] = field(default_factory=list)  # (grid folder, reason)
 
 
 def render_run(data: RunData, out: Path, summary: RenderSummary) -> None:
@@ -193,8 +196,9 @@ def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
 
 
 def ensure_index(out: Path, runs: list[RunData] | None = None,
-                 unreadable: list[tuple[str, str]] | None = None, runs_dir: str = "runs") -> bool:
-    """Write ``out/index.md`` (the runs side by side, or how to make a first run)."""
+                 unreadable: list[tuple[str, str]] | None = None, runs_dir: str = "runs",
+                 grids: list[Grid] | None = None, unreadable_grids: list[tuple[str, str]] | None = None) -> bool:
+    """Write ``out/index.md`` (the runs side by side and the grids, or how to make a first run)."""
     runs = sorted(runs or [], key=lambda d: (_created(d), d.run_id), reverse=True)
     listed = {slug(d.run_id) for d in runs}
     orphans = sorted((p.stem for p in out.glob("*.md") if p.stem not in listed and p.stem != "index"
@@ -206,6 +210,8 @@ def ensure_index(out: Path, runs: list[RunData] | None = None,
         auroc=_auroc_board(with_results), fid=_fid_board(with_results),
         more_runs=max(0, len(with_results) - MAX_RUN_COLUMNS), seed_tables=_seed_tables(runs),
         unfinished=_unfinished(runs), pages=[slug(d.run_id) for d in runs],
+        grids=grid_sections(grids or [], {d.run_id for d in runs}),
+        unreadable_grids=[(escape_text(f), escape_text(r)) for f, r in unreadable_grids or []],
         orphans=orphans, compares=compares, runs_dir=runs_dir,
         unreadable=[(escape_text(f), escape_text(r)) for f, r in unreadable or []])
     return write_if_changed(out / "index.md", text)
@@ -223,7 +229,8 @@ def render_all(runs_dir: Path, out: Path) -> RenderSummary:
             summary.unreadable.append((folder.name, str(exc)))
     for data in runs:
         render_run(data, out, summary)
-    if ensure_index(out, runs, summary.unreadable, str(runs_dir)):
+    grids, summary.unreadable_grids = read_grids(runs_dir)
+    if ensure_index(out, runs, summary.unreadable, str(runs_dir), grids, summary.unreadable_grids):
         summary.written.append(out / "index.md")
     else:
         summary.unchanged.append(out / "index.md")
@@ -240,6 +247,8 @@ def report_command(args: argparse.Namespace) -> int:
           f"{len(summary.unchanged)} unchanged, in {out}")
     for folder, reason in summary.unreadable:
         print(f"report: skipped {runs_dir / folder}: {reason}")
+    for folder, reason in summary.unreadable_grids:
+        print(f"report: skipped grid {runs_dir / 'grids' / folder}: {reason}")
     if n_runs == 0:
         print("report: no runs yet; make one with `python -m harness run --all`")
     return 0

@@ -234,6 +234,86 @@ def test_index_summarises_runs_that_differ_only_in_seed(tmp_path):
     assert "| 0, 1 |" in (out / "index.md").read_text()  # a failed run is not a seed of the set
 
 
+def _spread_entry(dataset: str, method: str, metric: str, values: dict[int, float], **extra) -> dict:
+    """One table/paired entry of grid.json (harness/grid.py collect); mean and sd are not read."""
+    return {"dataset": dataset, "method": method, "metric": metric, "seeds": list(values),
+            "values": list(values.values()), "mean": 0.0, "sd": 0.0, **extra}
+
+
+def make_grid(runs: Path, grid_id: str, cell_runs: dict[tuple[str, int], tuple[str | None, str, str | None]]) -> Path:
+    """A collected grid.json of resnet18 and intensity x seeds 0, 1 on the embedded cohort;
+    ``cell_runs``: (method, seed) -> (run id, status, error)."""
+    ds = "mni152-lesions"
+    cells = [{"key": f"{m}-seed{s}-embedded", "method": m, "seed": s, "dataset": ds, "role": "cell", "run_id": run_id,
+              "status": status, "error": error, "log": f"/cluster/grids/{grid_id}/submitit/{s}_0_log.err",
+              "run_log": f"/cluster/runs/{run_id}/log.txt" if run_id else None, "split_hash": "5p1i7"}
+             for (m, s), (run_id, status, error) in cell_runs.items()]
+    grid = {"schema_version": 1, "grid_id": grid_id, "created": "2026-01-03T09:00:00+00:00",
+            "collected": "2026-01-03T11:00:00+00:00",
+            "spec": {"methods": ["resnet18", "intensity"], "seeds": [0, 1], "datasets": [None], "profile": "smoke",
+                     "overrides": [], "config": None, "device": "cpu", "inception_weights": None,
+                     "runs_dir": str(runs)},
+            "submissions": [], "cells": cells,
+            "table": [_spread_entry(ds, "resnet18", "auroc", {0: 0.80, 1: 0.90}),
+                      _spread_entry(ds, "resnet18", "ap", {0: 0.70, 1: 0.75}),
+                      _spread_entry(ds, "intensity", "auroc", {0: 0.60}),
+                      _spread_entry(ds, "intensity", "ap", {0: 0.55})],
+            "paired": [_spread_entry(ds, "resnet18", "auroc_delta", {0: 0.20}, other="intensity", agree=1)],
+            "warnings": []}
+    folder = runs / "grids" / grid_id
+    folder.mkdir(parents=True)
+    (folder / "grid.json").write_text(json.dumps(grid))
+    return folder
+
+
+def test_index_shows_a_grid_as_one_table_and_a_malformed_grid_as_a_notice(tmp_path, capsys):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "r18-s0")
+    make_run(runs, "int-s1", status="failed")
+    make_grid(runs, "20260103-090000-abcd1234", {
+        ("resnet18", 0): ("r18-s0", "complete", None), ("resnet18", 1): ("r18-s1", "complete", None),
+        ("intensity", 0): ("int-s0", "complete", None),
+        ("intensity", 1): ("int-s1", "failed", "intensity: RuntimeError: broke <*on purpose*>"),
+    })
+    (runs / "grids" / "20260104-bad").mkdir(parents=True)
+    (runs / "grids" / "20260104-bad" / "grid.json").write_text('{"schema_version": 1, "spec": {"profile": 3}')
+    (runs / "grids" / "20260105-odd").mkdir()
+    (runs / "grids" / "20260105-odd" / "grid.json").write_text('{"schema_version": 1, "spec": {"profile": 3}}')
+    assert report_command(_args(runs=str(runs), out=str(out))) == 0
+    assert "skipped grid" in capsys.readouterr().out
+    index = (out / "index.md").read_text()
+    section = index[index.index("## Grids"):index.index("To compare two runs")]
+    assert "### Grid 20260103-090000-abcd1234" in section
+    assert "Profile smoke; 2 method\\(s\\) x 2 seed\\(s\\) \\(0, 1\\) x 1 dataset\\(s\\); 3 of 4 cells complete" in section
+    assert r"| Method | AUROC mean ± sd \(min-max\) | AP mean ± sd \(min-max\) | Seed 0 | Seed 1 |" in section
+    table, paired_table = section.split("Paired differences on mni152-lesions:")
+    (r18,) = [ln for ln in table.splitlines() if ln.startswith("| **resnet18** |")]
+    # mean ± sd over seeds; each seed's AUROC / AP linked to the cell's page when that page exists
+    assert r18 == ("| **resnet18** | 0.850 ± 0.071 \\(0.800-0.900\\) | 0.725 ± 0.035 \\(0.700-0.750\\) "
+                   "| [0.800 / 0.700](r18-s0.md) | 0.900 / 0.750 |")
+    (intensity,) = [ln for ln in table.splitlines() if ln.startswith("| **intensity** |")]
+    assert intensity == "| **intensity** | 0.600 | 0.550 | 0.600 / 0.550 | [failed](int-s1.md) |"
+    (paired,) = [ln for ln in paired_table.splitlines() if ln.startswith("| **resnet18** | **intensity** |")]
+    assert r"| AUROC | \+0.200 | 1/1 seeds | \+0.200 \(seed 0\) |" in paired
+    (failed,) = [ln for ln in section.splitlines() if ln.startswith("- intensity-seed1-embedded")]
+    assert "**failed**: intensity: RuntimeError: broke \\<\\*on purpose\\*\\>; run [int-s1](int-s1.md)" in failed
+    assert "/cluster/runs/int-s1/log.txt" in failed and "submitit/1\\_0\\_log.err" in failed
+    assert "20260104-bad: grid.json is not valid JSON" in section
+    assert "20260105-odd: grid.json: spec.profile is 3" in section
+    # submitted, not yet collected: says how to collect, lists no cell as failed
+    pending = json.loads((make_grid(runs, "20260106-pending", {("resnet18", 0): (None, "missing", None)})
+                          / "grid.json").read_text())
+    for key in ("collected", "table", "paired"):
+        del pending[key]
+    pending["cells"] = [{k: c[k] for k in ("key", "method", "seed", "dataset", "role")} for c in pending["cells"]]
+    (runs / "grids" / "20260106-pending" / "grid.json").write_text(json.dumps(pending))
+    render_all(runs, out)
+    index = (out / "index.md").read_text()
+    section = index[index.index("### Grid 20260106-pending"):index.index("### Grid 20260103-090000-abcd1234")]
+    assert "0 of 1 cells complete" in section and "Not collected yet: `python -m harness grid collect`" in section
+    assert "|" not in section and "Cells without a complete run" not in section
+
+
 def test_second_render_rewrites_nothing(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "reports"
     make_run(runs, "r1")
@@ -306,6 +386,12 @@ def test_sphinx_builds_without_runs_and_shows_evil_names_as_text(tmp_path):
     runs = tmp_path / "runs"
     make_run(runs, "20260101-100000-aaaaaaaa")
     make_run(runs, "20260102-100000-bbbbbbbb", seed=2, status="failed", cyclegan_status="failed")
+    make_grid(runs, "20260103-090000-abcd1234", {
+        ("resnet18", 0): ("20260101-100000-aaaaaaaa", "complete", None), ("resnet18", 1): ("gone", "complete", None),
+        ("intensity", 0): ("20260101-100000-aaaaaaaa", "complete", None),
+        ("intensity", 1): ("20260102-100000-bbbbbbbb", "failed", "RuntimeError: <*grid*> [x](y)")})
+    (runs / "grids" / "20260104-bad").mkdir()
+    (runs / "grids" / "20260104-bad" / "grid.json").write_text("[1")
     render_all(runs, docs / "reports")
     compare_command(_args(run_a="20260101-100000-aaaaaaaa", run_b="20260102-100000-bbbbbbbb", runs=str(runs),
                           out=str(docs / "reports")))
@@ -318,6 +404,9 @@ def test_sphinx_builds_without_runs_and_shows_evil_names_as_text(tmp_path):
     failed = (tmp_path / "html" / "reports" / "20260102-100000-bbbbbbbb.html").read_text()
     assert "RuntimeError: out of memory &lt;*here*&gt;" in failed
     assert (tmp_path / "html" / "reports" / "compare-20260101-100000-aaaaaaaa-vs-20260102-100000-bbbbbbbb.html").exists()
+    index = (tmp_path / "html" / "reports" / "index.html").read_text()
+    assert "Grid 20260103-090000-abcd1234" in index and 'href="20260101-100000-aaaaaaaa.html"' in index
+    assert "RuntimeError: &lt;*grid*&gt; [x](y)" in index and "20260104-bad: grid.json is not valid JSON" in index
 
 
 def test_report_package_imports_no_torch_or_sklearn():
