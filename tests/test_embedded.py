@@ -3,7 +3,6 @@ that no acquisition shortcut (brightness, brain area, axial level) gives the lab
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import socket
 import time
@@ -146,7 +145,7 @@ def test_lesions_are_consistent_across_adjacent_slices(smoke):
 
 def test_lesion_contrast_is_a_difficulty_dial(tmp_path):
     bright = load_embedded_cohort(TINY, seed=0, cache_dir=tmp_path, progress=False)
-    faint = load_embedded_cohort(dataclasses.replace(TINY, lesion_contrast=0.0), seed=0,
+    faint = load_embedded_cohort(TINY.model_copy(update=dict(lesion_contrast=0.0)), seed=0,
                                  cache_dir=tmp_path, progress=False)
     assert [r.id for r in faint.records] == [r.id for r in bright.records]
     inside, outside = [], []
@@ -172,9 +171,9 @@ def test_generation_never_touches_the_network(tmp_path, monkeypatch):
 
 def test_bad_settings_give_a_clear_error(tmp_path):
     with pytest.raises(DatasetError, match="tumor_fraction"):
-        load_embedded_cohort(dataclasses.replace(TINY, tumor_fraction=1.5), seed=0, cache_dir=tmp_path)
+        load_embedded_cohort(TINY.model_copy(update=dict(tumor_fraction=1.5)), seed=0, cache_dir=tmp_path)
     with pytest.raises(DatasetError, match="lesion_radius_mm"):
-        load_embedded_cohort(dataclasses.replace(TINY, lesion_radius_mm=(10.0, 5.0)), seed=0, cache_dir=tmp_path)
+        load_embedded_cohort(TINY.model_copy(update=dict(lesion_radius_mm=(10.0, 5.0))), seed=0, cache_dir=tmp_path)
     with pytest.raises(DatasetError, match="seed"):
         load_embedded_cohort(TINY, seed=-1, cache_dir=tmp_path)
 

@@ -209,8 +209,13 @@ def test_too_few_groups_is_a_clear_error() -> None:
 
 
 def test_bad_fractions() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        make_split(FakeSource(balanced(10, 10)), 0, SplitSettings(train=0.8, val=0.2, test=0.0))
+    from harness.config import apply_overrides, get_profile
+    from harness.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"split\.test=0\.0: input should be greater than 0"):
+        apply_overrides(get_profile("smoke"), {"split.test": 0.0})
+    with pytest.raises(ValueError, match="positive"):  # settings built without validation still fail
+        make_split(FakeSource(balanced(10, 10)), 0, SplitSettings.model_construct(train=0.8, val=0.2, test=0.0))
 
 
 def test_near_duplicate_pairs_match_brute_force() -> None:
