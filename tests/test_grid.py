@@ -95,14 +95,16 @@ def test_local_grid_equals_the_cells_run_one_by_one_and_resubmits_only_what_is_m
     spec = grid["spec"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the cell jobs (OMP_NUM_THREADS=1): CPU kernels' sums depend on it
-    for cell in (grid["cells"][0], grid["cells"][-1]):
-        config = cell_config(spec, Cell(cell["method"], cell["seed"], None)).model_copy(
-            update={"output": str(tmp_path / "one-by-one")})
-        runner = Runner(config, DataLayer.default(), progress=False)
-        assert runner.execute(None, None) == 0
-        assert _rows(runs, cell["run_id"], cell["method"]) == _rows(tmp_path / "one-by-one", runner.folder.run_id,
-                                                                    cell["method"])
-    torch.set_num_threads(threads)
+    try:
+        for cell in (grid["cells"][0], grid["cells"][-1]):
+            config = cell_config(spec, Cell(cell["method"], cell["seed"], None)).model_copy(
+                update={"output": str(tmp_path / "one-by-one")})
+            runner = Runner(config, DataLayer.default(), progress=False)
+            assert runner.execute(None, None) == 0
+            assert _rows(runs, cell["run_id"], cell["method"]) == _rows(tmp_path / "one-by-one", runner.folder.run_id,
+                                                                        cell["method"])
+    finally:
+        torch.set_num_threads(threads)
 
     # resubmission: a missing cell record and a failed run are submitted again, nothing else
     keys = [c["key"] for c in grid["cells"]]

@@ -42,6 +42,7 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from harness.grouping import DisjointSets
 from harness.labels import LABELS, TUMOR
 from harness.config import SplitSettings
 from harness.data.types import DatasetError, DataSource, Record
@@ -242,24 +243,14 @@ def _popcount(x: np.ndarray) -> np.ndarray:
 
 def _groups(records: list[Record], keep: list[int], near: np.ndarray) -> list[list[int]]:
     """Merge duplicate components and subjects among the kept records; groups sorted by first id."""
-    parent = {i: i for i in keep}
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    sets = DisjointSets(keep)
     first_of: dict[tuple[str, object], int] = {}
     for i in keep:
         for key in (("dup", int(near[i])), ("subject", records[i].subject)):
-            j = first_of.setdefault(key, i)
-            ri, rj = find(i), find(j)
-            if ri != rj:
-                parent[max(ri, rj)] = min(ri, rj)
+            sets.union(first_of.setdefault(key, i), i)
     members: dict[int, list[int]] = {}
     for i in keep:
-        members.setdefault(find(i), []).append(i)
+        members.setdefault(sets.find(i), []).append(i)
     return sorted(members.values(), key=lambda m: m[0])
 
 

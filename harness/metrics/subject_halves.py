@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.grouping import DisjointSets
+
 MIN_SUBJECTS_PER_HALF = 2  # one subject against one other measures those two subjects, not a set
 BALANCE = 0.1  # halves are balanced until their image counts differ by at most this share of all images
 
@@ -35,22 +37,12 @@ def subject_groups(subjects: Sequence[str], dup_groups: Sequence[int] | None = N
     dups = [-1] * len(subjects) if dup_groups is None else [int(d) for d in dup_groups]
     if len(dups) != len(subjects):
         raise ValueError(f"{len(dups)} duplicate groups for {len(subjects)} subjects")
-    parent = {s: s for s in subjects}
-
-    def find(s: str) -> str:
-        while parent[s] != s:
-            parent[s] = parent[parent[s]]
-            s = parent[s]
-        return s
-
+    sets = DisjointSets(subjects)
     first_of_dup: dict[int, str] = {}
     for subject, dup in zip(subjects, dups):
-        if dup < 0:
-            continue
-        a, b = find(first_of_dup.setdefault(dup, subject)), find(subject)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    return [find(s) for s in subjects]
+        if dup >= 0:
+            sets.union(first_of_dup.setdefault(dup, subject), subject)
+    return [sets.find(s) for s in subjects]
 
 
 def _improve(sizes: np.ndarray, in_a: np.ndarray, min_groups: int) -> np.ndarray:
