@@ -207,7 +207,7 @@ def _run_seeds(args: argparse.Namespace, defaults: argparse.Namespace) -> int:
 
 
 def seed_spread_table(runs: list[tuple[dict[str, Any], list[dict]]]) -> str:
-    """Plain-text table of each method's test AUROC and AP over the complete runs' seeds."""
+    """Plain-text table of each method's test AUROC, AP, pixel AUROC and Dice over the complete runs' seeds."""
     complete = [(info, rows) for info, rows in runs if info.get("status") == "complete"]
     items = spread(complete)
     if not items:

@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread", "format_spread",
            "format_paired", "paired_table"]
 
-SUMMARY_METRICS = ("auroc", "ap")
+SUMMARY_METRICS = ("auroc", "ap", "pixel_auroc", "dice")  # dice: at the validation-fixed threshold
 PAIRED_METRICS = ("auroc_delta", "ap_delta")
 
 

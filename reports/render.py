@@ -177,9 +177,12 @@ def _unfinished(runs: list[RunData]) -> list[dict[str, MyST]]:
     return out
 
 
+_SPREAD_LABELS = {"auroc": "AUROC", "ap": "AP", "pixel_auroc": "pixel AUROC", "dice": "Dice (val threshold)"}
+
+
 def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
     """For each set of complete runs that differ only in their seed: the spread of every
-    method's test AUROC and AP over the seeds, with links to the runs."""
+    method's test AUROC, AP, pixel AUROC and Dice over the seeds, with links to the runs."""
     tables = []
     groups = seed_groups((data.run, data.metrics) for data in runs)
     for group in sorted(groups.values(), key=lambda g: str(g[-1][0].get("created") or ""), reverse=True):
@@ -187,7 +190,7 @@ def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
         dataset = first.get("dataset") if isinstance(first.get("dataset"), dict) else {}
         commit = str(first.get("git_commit") or "no commit")[:12]
         title = f"{first.get('profile')} profile, {dataset.get('name')}, harness {first.get('harness_version')} ({commit})"
-        rows = [[MyST(f"**{escape_text(item.method)}**"), item.metric.upper(), ", ".join(map(str, item.seeds)),
+        rows = [[MyST(f"**{escape_text(item.method)}**"), _SPREAD_LABELS.get(item.metric, item.metric), ", ".join(map(str, item.seeds)),
                  MyST(escape_text(format_spread(item)))] for item in spread(group)]
         links = [MyST(f"[{escape_text(info['run_id'])}]({slug(str(info['run_id']))}.md)") for info, _ in group]
         tables.append({"title": escape_text(title), "runs": MyST(", ".join(links)),

@@ -66,3 +66,12 @@ def test_paired_spread_counts_the_seeds_that_agree_in_sign_and_orients_the_winne
     assert losing.method == "intensity" and losing.values == (0.2, 0.1) and losing.agree == 2
     assert "resnet18" in paired_table([item]) and "2/3" in paired_table([item])
     assert [i.metric for i in spread(group)] == ["auroc", "ap"]  # deltas stay out of the plain spread
+
+
+def test_spread_covers_localisation_in_a_fixed_order_and_skips_oracle_dice():
+    info, rows = run(0, 0.9)
+    extra = [{"method": "resnet18", "split": "test", "domain": "all", "metric": m, "value": v}
+             for m, v in (("dice_oracle", 0.8), ("dice", 0.41), ("pixel_auroc", 0.77))]
+    items = spread([(info, rows + extra)])
+    assert [i.metric for i in items] == ["auroc", "ap", "pixel_auroc", "dice"]  # the oracle is no result
+    assert items[-1].values == (0.41,)
