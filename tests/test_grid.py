@@ -85,8 +85,9 @@ def test_local_grid_equals_the_cells_run_one_by_one_and_resubmits_only_what_is_m
     assert {(c["method"], c["seed"]) for c in grid["cells"]} == {(m, s) for m in ("resnet18", "intensity") for s in (0, 1)}
     assert all(c["status"] == "complete" and c["run_id"] for c in grid["cells"])
     assert len({c["split_hash"] for c in grid["cells"] if c["seed"] == 0}) == 1  # one split per (seed, dataset)
+    localisation = {("intensity", k, (0, 1)) for k in ("pixel_auroc", "dice")}  # the methods with maps
     assert {(r["method"], r["metric"], tuple(r["seeds"])) for r in grid["table"]} == {
-        (m, k, (0, 1)) for m in ("resnet18", "intensity", "shortcut-floor") for k in ("auroc", "ap")}
+        (m, k, (0, 1)) for m in ("resnet18", "intensity", "shortcut-floor") for k in ("auroc", "ap")} | localisation
     assert {(p["metric"], len(p["values"])) for p in grid["paired"]} == {("auroc_delta", 2), ("ap_delta", 2)}
 
     # cells run one by one in this process (one per method, to keep the test short): the same rows
