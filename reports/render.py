@@ -25,7 +25,7 @@ from reports.grids import Grid, grid_sections, read_grids
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
 from reports.run_page import method_label, ordered_methods, run_context, supervision_label
 from reports.run_state import run_state
-from reports.tables import MetricIndex, fmt_compact, md_table, short_hash
+from reports.tables import DETECTION, PIXEL, MetricIndex, fmt_compact, md_table, short_hash
 
 __all__ = ["report_command", "render_all", "RenderSummary", "ensure_index", "ensure_placeholder", "environment", "write_if_changed",
            "STAMP_PREFIX"]
@@ -177,7 +177,7 @@ def _unfinished(runs: list[RunData]) -> list[dict[str, MyST]]:
     return out
 
 
-_SPREAD_LABELS = {"auroc": "AUROC", "ap": "AP", "pixel_auroc": "pixel AUROC", "dice": "Dice (val threshold)"}
+_SPREAD_LABELS = dict(DETECTION + PIXEL)  # metric key -> the column title the run pages use
 
 
 def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:

@@ -2,8 +2,8 @@
 
 Loads the newest checkpoint of a run's ``cyclegan`` (trains nothing), then for each smoothing
 sigma re-selects the map and aggregate on validation exactly as deployed and scores test with
-the choice. It prints test numbers, so it refuses reporting seeds (0-99): run it on a
-development-seed run (docs/protocol.md).
+the choice. It prints test numbers, so it refuses any run below seed 100 (the reporting seeds
+are 0-4): run it on a development-seed run (docs/protocol.md).
 
 usage: python tools/cyclegan_smoothing_check.py RUN_FOLDER
 """
