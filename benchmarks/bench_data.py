@@ -1,12 +1,16 @@
 """Data pipeline throughput against a bare Pillow decode loop measured in the same run.
 
-    python benchmarks/bench_data.py [--n 5000] [--size 256] [--workdir DIR] [--skip-embedded]
+    python benchmarks/bench_data.py [--n 5000] [--size 256] [--volumes 40] [--workdir DIR] [--skip-embedded]
 
 Generates N seeded brain-like PNGs (cached in --workdir), then times
 (a) the baseline: open + load + convert("L") of every file with Pillow, one thread;
 (b) the harness: FolderDataset scan (read, SHA-256, decode, pHash) + make_split + run_eda.
-Prints images/s and the ratio (b)/(a) (target <= 2x). Then times the embedded cohort with the
-quick profile into a fresh cache folder (target < 60 s) and the cached call (target < 2 s).
+Prints images/s and the ratios of the scan and of (b) to (a) (target <= 2x). Then exports the quick
+profile's embedded cohort of --volumes subjects as NIfTI volumes (cached in --workdir) and times
+(c) the baseline: nibabel's plain load (``nib.load(path).get_fdata()``) of every image and mask file;
+(d) the ``volumes`` source's first scan into a fresh cache, and (e) its cached scan, as ratios to (c).
+Last, the embedded cohort with the quick profile into a fresh cache folder (target < 60 s) and the
+cached call (target < 2 s).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.config import get_profile  # noqa: E402
+from harness.config import dataset_settings, get_profile  # noqa: E402
 from harness.data.folders import FolderDataset  # noqa: E402
 from harness.data.splits import make_split  # noqa: E402
 
@@ -85,10 +89,49 @@ def harness_pipeline(root: Path, out: Path) -> dict[str, float]:
     return times
 
 
+def export_cohort(root: Path, n: int) -> list[Path]:
+    """Write (or reuse) the quick profile's embedded cohort of ``n`` subjects as generic NIfTI volumes."""
+    from harness.data.embedded import load_embedded_cohort
+    from harness.data.export import export_volumes
+
+    if not (root / ".complete").exists():
+        settings = dataset_settings("mni152-lesions", "quick", {"n_subjects": n})
+        with tempfile.TemporaryDirectory() as cache:
+            export_volumes(load_embedded_cohort(settings, 0, cache_dir=Path(cache), progress=False), "generic", root)
+        (root / ".complete").write_text("ok")
+    return sorted(root.rglob("*.nii.gz"))
+
+
+def nibabel_load(paths: list[Path]) -> float:
+    import nibabel as nib
+
+    start = time.perf_counter()
+    for p in paths:
+        nib.load(p).get_fdata(dtype=np.float32)
+    return time.perf_counter() - start
+
+
+def volume_scans(root: Path) -> tuple[float, float, int]:
+    """Seconds of the first scan (fresh cache) and the cached scan, and the slices found."""
+    from harness.data.volumes import VolumeDataset, VolumeSettings
+
+    settings = VolumeSettings(sequence="all")
+    cache = Path(tempfile.mkdtemp(prefix="harness-bench-volumes-"))
+    try:
+        start = time.perf_counter()
+        VolumeDataset(root, settings, progress=False, cache_dir=cache)
+        first = time.perf_counter() - start
+        start = time.perf_counter()
+        source = VolumeDataset(root, settings, progress=False, cache_dir=cache)
+        return first, time.perf_counter() - start, len(source.records)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+
+
 def embedded(cache: Path) -> tuple[float, float]:
     from harness.data.embedded import load_embedded_cohort
 
-    settings = get_profile("quick").cohort
+    settings = dataset_settings("mni152-lesions", "quick")
     start = time.perf_counter()
     load_embedded_cohort(settings, 0, cache_dir=cache, progress=False)
     fresh = time.perf_counter() - start
@@ -102,6 +145,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--workdir", default=None, help="where the generated images are cached")
+    parser.add_argument("--volumes", type=int, default=40, help="subjects of the exported NIfTI cohort (0: skip)")
     parser.add_argument("--skip-embedded", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
@@ -118,8 +162,19 @@ def main() -> int:
     print(f"bare PIL decode      {bare:8.2f} s  {args.n / bare:8.0f} img/s  (baseline)")
     for name, t in times.items():
         print(f"harness {name:<12} {t:8.2f} s  {args.n / t:8.0f} img/s")
+    print(f"harness scan alone: ratio {times['scan'] / bare:.2f}x the bare decode")
     print(f"harness total        {total:8.2f} s  {args.n / total:8.0f} img/s  "
           f"ratio {total / bare:.2f}x the bare decode (target <= 2x)")
+
+    if args.volumes:
+        volumes = export_cohort(workdir / f"volumes-n{args.volumes}", args.volumes)
+        nibabel_load(volumes[:5])  # warm the page cache for every contender
+        plain = nibabel_load(volumes)
+        first, cached, slices = volume_scans(workdir / f"volumes-n{args.volumes}")
+        print(f"volumes: {args.volumes} subjects, {len(volumes)} NIfTI files, {slices} slices")
+        print(f"nibabel plain load   {plain:8.2f} s  (baseline)")
+        print(f"volumes first scan   {first:8.2f} s  ratio {first / plain:.2f}x the plain load")
+        print(f"volumes cached scan  {cached:8.2f} s  ratio {cached / plain:.2f}x the plain load")
 
     if not args.skip_embedded:
         cache = Path(tempfile.mkdtemp(prefix="harness-bench-cohort-"))

@@ -19,21 +19,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from harness.labels import LABELS, NO_TUMOR, TUMOR
-from harness.registry import register_method
+from harness.data.types import LABELS, NO_TUMOR, TUMOR, ImageSet
+from harness.registry import CAPABILITIES, SUPERVISION, register_method
 from harness.settings import MethodSettings
 
 __all__ = [
     "CAPABILITIES", "SUPERVISION", "KnownWeights", "TUMOR", "NO_TUMOR", "LABELS", "ImageSet", "ScoreOutput", "FitContext",
     "Method", "MethodSettings", "register_method",
 ]
-
-# scores: per-image scores; maps: per-pixel maps; translates: translate(images, to_domain);
-# features: can serve as the MRI-domain feature extractor for FID/KID (see Method.feature_extractor);
-# distributed: under torchrun, fit trains on every process with DDP (FitContext.distributed)
-CAPABILITIES = frozenset({"scores", "maps", "translates", "features", "distributed"})
-# what a method learns from: labelled images and masks, image labels only, healthy images only, nothing
-SUPERVISION = ("supervised", "image_labels", "healthy_only", "none")
 
 
 @dataclass(frozen=True)
@@ -51,57 +44,6 @@ class KnownWeights:
     def hash_prefix(self) -> str:
         """The SHA-256 prefix torch hub file names carry (``name-<hash>.pth``)."""
         return Path(self.file).stem.rsplit("-", 1)[-1]
-
-
-@dataclass
-class ImageSet:
-    """A split, decoded and resized, held in memory.
-
-    ``images`` are single-channel float32 in [0, 1], shape (N, 1, H, W). ``masks`` are the
-    ground-truth lesion masks (bool, same shape) when the dataset has them, else None.
-    ``brain`` is a brain/foreground mask (bool) computed from the image, so that scores and
-    maps ignore the background.
-    """
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    ids: list[str]
-    brain: torch.Tensor
-    masks: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
-        idx = torch.as_tensor(index, dtype=torch.long)
-        return ImageSet(
-            images=self.images[idx],
-            labels=self.labels[idx],
-            ids=[self.ids[i] for i in idx.tolist()],
-            brain=self.brain[idx],
-            masks=None if self.masks is None else self.masks[idx],
-        )
-
-    def of_label(self, label: int) -> ImageSet:
-        return self.subset(torch.nonzero(self.labels == label).flatten())
-
-    def resized(self, size: int) -> ImageSet:
-        """Bilinear resize of images (nearest for masks) to ``size`` x ``size``."""
-        if self.images.shape[-1] == size and self.images.shape[-2] == size:
-            return self
-        import torch.nn.functional as F
-
-        def nearest(m: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(m.float(), size=(size, size), mode="nearest") > 0.5
-
-        return ImageSet(
-            images=F.interpolate(self.images, size=(size, size), mode="bilinear",
-                                 align_corners=False, antialias=True).clamp(0, 1),
-            labels=self.labels,
-            ids=self.ids,
-            brain=nearest(self.brain),
-            masks=None if self.masks is None else nearest(self.masks),
-        )
 
 
 @dataclass

@@ -4,6 +4,7 @@ killed run never sees half a file."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,3 +33,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_copy(source: str | Path, target: str | Path) -> None:
+    """Copy ``source`` to ``target`` through a temporary file, so a reader never sees part of it."""
+    def copy(fh: BinaryIO) -> None:
+        with open(source, "rb") as src:
+            shutil.copyfileobj(src, fh)
+
+    atomic_write(target, copy)

@@ -1,5 +1,5 @@
-"""Run configuration: the core's typed settings (cohort, split, metrics), named profiles (smoke,
-quick, paper) and overrides; each method's own settings live beside its code.
+"""Run configuration: the core's typed settings (split, metrics), named profiles (smoke, quick,
+paper) and overrides; each method's and each data source's own settings live beside its code.
 
 A profile fixes every knob that changes numbers, so a result names its profile and the full
 resolved config (``RunConfig.to_dict``) and can be reproduced from it.
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.settings import SettingsError, validate_settings
 
@@ -25,20 +25,6 @@ except ModuleNotFoundError:  # Python 3.10
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CohortSettings(_Section):
-    """Size and difficulty of the embedded ``mni152-lesions`` cohort."""
-
-    n_subjects: int = Field(48, ge=1)
-    tumor_fraction: float = Field(0.6, ge=0.0, le=1.0)  # tumour subjects also give lesion-free slices
-    slice_size: int = Field(128, ge=16)
-    slices_per_subject: int = Field(24, ge=1)
-    lesion_radius_mm: tuple[float, float] = (8.0, 22.0)
-    lesion_contrast: float = Field(1.0, ge=0.0)
-    # a slice is tumor when its lesion covers at least this share of its brain area; slices with
-    # a smaller lesion are left out as ambiguous (they are neither clearly tumor nor healthy)
-    min_lesion_fraction: float = Field(0.005, gt=0.0, lt=1.0)
 
 
 class SplitSettings(_Section):
@@ -57,22 +43,22 @@ class MetricSettings(_Section):
     generative_max_images: int = Field(0, ge=0)  # 0: all test images of a domain
 
 
-CORE_SECTIONS: dict[str, type[_Section]] = {"cohort": CohortSettings, "split": SplitSettings,
-                                            "metrics": MetricSettings}
+CORE_SECTIONS: dict[str, type[_Section]] = {"split": SplitSettings, "metrics": MetricSettings}
 
 
 class Profile(_Section):
-    """A named bundle of the core's settings plus per-method overrides ({method: {key: value}}).
+    """A named bundle of the core's settings plus per-method and per-data-source overrides
+    ({name: {key: value}}).
 
-    Each method's own per-profile defaults live beside its code (``Method.profile_defaults``);
-    ``methods`` holds only what a user changed on top of them.
+    Each method's and data source's own per-profile defaults live beside its code
+    (``profile_defaults``); ``methods`` and ``datasets`` hold only what a user changed on top.
     """
 
     name: str
     description: str
-    cohort: CohortSettings = CohortSettings()
     split: SplitSettings = SplitSettings()
     metrics: MetricSettings = MetricSettings()
+    datasets: dict[str, dict[str, Any]] = {}
     methods: dict[str, dict[str, Any]] = {}
 
 
@@ -80,7 +66,6 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         description="Seconds per method; for tests and CI. Numbers are not meaningful.",
-        cohort=CohortSettings(n_subjects=12, slice_size=64, slices_per_subject=12),
         metrics=MetricSettings(bootstrap=100, isc_splits=2, kid_subset_size=50),
     ),
     "quick": Profile(
@@ -90,7 +75,6 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         description="The seed's settings: 224 px ResNet18, 256 px CycleGAN (9 blocks, 64 filters); GPU.",
-        cohort=CohortSettings(n_subjects=120, slice_size=256, slices_per_subject=32),
         metrics=MetricSettings(bootstrap=2000, isc_splits=10, kid_subset_size=1000),
     ),
 }
@@ -98,24 +82,66 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "quick"
 
 
+class DataSpec(_Section):
+    """One data source of a run: the registered source, the path it reads (None for a source
+    that makes its own data, as the embedded cohort does) and its fully resolved settings."""
+
+    dataset: str
+    path: str | None = None
+    settings: dict[str, Any] = {}
+    # the name of this source within the cohort (``--data NAME=PATH``; the ``source`` stratum
+    # when several sources form one cohort); empty for a run on one source
+    source: str = ""
+
+
 class RunConfig(_Section):
     """Everything a run depends on. Its hash is part of the run id.
 
-    ``method_settings`` holds every method's fully resolved settings (class defaults, then the
-    profile's, then the user's overrides), so run.json says exactly what each method ran with.
+    ``data`` holds the run's data sources with their resolved settings, and ``method_settings``
+    every method's (class defaults, then the profile's, then the user's overrides), so run.json
+    says exactly what the data and each method ran with. Configs written before data sources
+    were registered (``profile.cohort``, ``data`` a path or null) are read as the source they
+    ran on.
     """
 
     profile: Profile
     seed: int = 0
-    data: str | None = None  # None: the embedded cohort
+    # the seed of training alone (initialisation, data order): ``--train-seeds`` trains a method
+    # several times on one split; None (left out of ``to_dict``, so earlier run ids stand): ``seed``
+    train_seed: int | None = None
+    data: tuple[DataSpec, ...] = Field(min_length=1)  # several: one cohort, each with its ``source`` name
     methods: tuple[str, ...] = ()
     device: str = "auto"
     output: str = "runs"
     inception_weights: str | None = None
     method_settings: dict[str, dict[str, Any]] = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_old_shape(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("profile"), dict) and "cohort" in values["profile"]:
+            return _upgraded_config(values)
+        return values
+
+    @model_validator(mode="before")
+    @classmethod
+    def _train_seed_of_seed(cls, values: Any) -> Any:
+        """A train seed equal to the seed is the ordinary run: one config, one hash."""
+        if isinstance(values, dict) and values.get("train_seed") is not None \
+                and values["train_seed"] == values.get("seed", 0):
+            return {k: v for k, v in values.items() if k != "train_seed"}
+        return values
+
+    @property
+    def training_seed(self) -> int:
+        """The seed every method's training starts from (``seed_everything``, ``FitContext.seed``)."""
+        return self.seed if self.train_seed is None else self.train_seed
+
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if self.train_seed is None:
+            del data["train_seed"]
+        return data
 
     def short_hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
@@ -134,8 +160,9 @@ def get_profile(name: str) -> Profile:
 def apply_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
     """Override settings, e.g. ``{"cohort": {"n_subjects": 8}}`` or ``{"cyclegan.epochs": 3}``.
 
-    Core sections (cohort, split, metrics) are validated here; any other section must name a
-    registered method and is validated against that method's settings model.
+    A section is the core's (split, metrics), a registered data source's settings section
+    (``cohort`` for the embedded cohort, ``folder``, ...) or a registered method's name; each is
+    validated against its settings model now, before any data is loaded.
     """
     from harness.registry import METHODS, unknown_name_error
 
@@ -148,21 +175,28 @@ def apply_overrides(profile: Profile, overrides: Mapping[str, Any]) -> Profile:
             nested.setdefault(section, {})[name] = value
         else:
             raise SettingsError(f"setting {key!r} needs a section: SECTION.KEY=VALUE, where SECTION is "
-                                f"{', '.join(CORE_SECTIONS)} or a method name")
+                                f"{', '.join(CORE_SECTIONS)}, a data source's section or a method name")
     update: dict[str, Any] = {}
     methods = {k: dict(v) for k, v in profile.methods.items()}
+    datasets = {k: dict(v) for k, v in profile.datasets.items()}
+    sources = dataset_sections() if any(s not in CORE_SECTIONS for s in nested) else {}
     for section, values in nested.items():
         if section in CORE_SECTIONS:
             current = getattr(profile, section).model_dump()
             update[section] = validate_settings(section, CORE_SECTIONS[section], {**current, **values})
+        elif section in sources:
+            name = sources[section]
+            merged = {**datasets.get(name, {}), **values}
+            dataset_settings(name, profile.name, merged)  # fail now, before any data is loaded
+            datasets[name] = merged
         elif section in METHODS:
             merged = {**methods.get(section, {}), **values}
             method_settings(section, profile.name, merged)  # fail now, before any data is loaded
             methods[section] = merged
         else:
             raise SettingsError(str(unknown_name_error("settings section", section,
-                                                      [*CORE_SECTIONS, *METHODS.names()])))
-    return profile.model_copy(update={**update, "methods": methods})
+                                                      [*CORE_SECTIONS, *sources, *METHODS.names()])))
+    return profile.model_copy(update={**update, "datasets": datasets, "methods": methods})
 
 
 def method_settings(name: str, profile_name: str, overrides: Mapping[str, Any] | None = None):
@@ -177,6 +211,42 @@ def method_settings(name: str, profile_name: str, overrides: Mapping[str, Any] |
 def resolve_method_settings(profile: Profile, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """The resolved settings of ``names`` under ``profile`` as plain JSON-able dicts."""
     return {n: method_settings(n, profile.name, profile.methods.get(n)).model_dump(mode="json") for n in names}
+
+
+def dataset_sections() -> dict[str, str]:
+    """``--set`` section -> registered data source name (``cohort`` -> ``mni152-lesions``)."""
+    from harness.registry import DATASETS
+
+    return {DATASETS.get(n).settings_section(): n for n in DATASETS.names()}
+
+
+def dataset_settings(name: str, profile_name: str, overrides: Mapping[str, Any] | None = None):
+    """Data source ``name``'s settings: class defaults < its ``profile_defaults[profile]`` < overrides."""
+    from harness.registry import DATASETS
+
+    cls = DATASETS.get(name)
+    values = {**cls.profile_defaults.get(profile_name, {}), **(overrides or {})}
+    return validate_settings(cls.settings_section(), cls.Settings, values)
+
+
+def resolve_dataset_settings(profile: Profile, name: str) -> dict[str, Any]:
+    """Data source ``name``'s resolved settings under ``profile`` as a plain JSON-able dict."""
+    return dataset_settings(name, profile.name, profile.datasets.get(name)).model_dump(mode="json")
+
+
+def _upgraded_config(values: dict[str, Any]) -> dict[str, Any]:
+    """A config from before data sources were registered, in today's shape: the cohort settings
+    it held in ``profile.cohort`` become the embedded source's (or, for a folder run, the size
+    images were loaded at when no method set one), and ``data`` (a path or null) a data source."""
+    profile = dict(values["profile"])
+    cohort = profile.pop("cohort")
+    path = values.get("data")
+    name, given = ("mni152-lesions", cohort) if path is None else ("folder", {"image_size": cohort["slice_size"]})
+    defaults = dataset_settings(name, profile.get("name", "")).model_dump(mode="json")
+    changed = {k: v for k, v in given.items() if defaults.get(k) != v}
+    profile["datasets"] = {name: changed} if changed else {}
+    settings = dataset_settings(name, profile.get("name", ""), changed).model_dump(mode="json")
+    return {**values, "profile": profile, "data": [{"dataset": name, "path": path, "settings": settings}]}
 
 
 def load_toml_overrides(path: str | Path) -> dict[str, Any]:

@@ -1,25 +1,25 @@
 """Turn one method's outputs into the rows and files of the run folder.
 
-The runner calls these after a method has been fitted; every metric is computed here, never
-by the method, so all methods are measured the same way.
+The runner calls these after a method has been fitted: every metric comes from a registered
+metric suite (:mod:`harness.metrics.suite`), never from the method, so all methods are measured
+the same way; here the suites that apply are chosen and run, and their rows checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 from harness.api import LABELS, NO_TUMOR, TUMOR, ImageSet, Method, ScoreOutput
-from harness.config import MetricSettings
-from harness.data.input_audit import choose_feature, input_features
-from harness.metrics.detection import (Estimate, choose_dice_threshold, dice_at_threshold, image_detection,
-                                       pixel_detection)
+from harness.metric_info import MetricInfo
 from harness.metrics.generative import Translations
-from harness.metrics.paired import PAIRED_METRICS, paired_rows
-from harness.results import FLOOR_METHOD, SCORES_COLUMNS, STRATUM_PREFIX, metric_row
+from harness.metrics.suite import MethodEvaluation, MetricSuite, RunEvaluation, needs_met
+from harness.registry import METRICS, metric_suites
+from harness.results import ROW_KEYS
 
 EXAMPLES_PER_KIND = 4  # best and worst cases per domain in examples/<method>.npz
 
@@ -46,125 +46,90 @@ def score_frame(method: str, split: str, images: ImageSet, out: ScoreOutput) -> 
     })
 
 
-def _rows(method: str, estimates: list[Estimate], domain: str = "all") -> list[dict]:
-    return [metric_row(method, e.metric, e.value, domain=domain, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n,
-                       note=e.note) for e in estimates]
+def method_suites(capabilities: Iterable[str]) -> list[type[MetricSuite]]:
+    """The method-scope suites whose needs a method with these capabilities meets, in run order."""
+    met = needs_met(capabilities)
+    return [s for s in metric_suites() if s.scope == "method" and s.needs <= met]
 
 
-def detection_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput,
-                   test_out: ScoreOutput, settings: MetricSettings, seed: int,
-                   test_subjects: list[str] | None = None) -> tuple[list[dict], float | None]:
-    """Image-level rows on test (threshold from val) and the threshold; with ``test_subjects``
-    the CIs resample subjects."""
-    estimates, threshold = image_detection(val.labels.numpy(), np.asarray(val_out.scores),
-                                           test.labels.numpy(), np.asarray(test_out.scores),
-                                           settings, seed, test_subjects)
-    return _rows(method, estimates), threshold
+def run_suites() -> list[type[MetricSuite]]:
+    """The run-scope suites, in run order."""
+    return [s for s in metric_suites() if s.scope == "run"]
 
 
-def _strata_names(strata: np.ndarray, n: int) -> list[str]:
-    """The named strata of the test split; empty unless there are two or more."""
-    if strata.shape != (n,):
-        raise ValueError(f"{len(strata)} strata for {n} test images")
-    names = sorted(set(strata.tolist()) - {""})
-    return names if len(names) >= 2 else []
+def run_infos(capabilities: Iterable[Iterable[str]]) -> dict[str, MetricInfo]:
+    """The metrics.json ``metrics`` block of a run whose methods have these capabilities: the
+    infos of every suite that runs for them and of the run-scope suites, in run order."""
+    suites = {s for caps in capabilities for s in method_suites(caps)}
+    chosen = [s for s in metric_suites() if s in suites or s.scope == "run"]
+    return {info.id: info for s in chosen for info in s.infos}
 
 
-def stratum_rows(method: str, val: ImageSet, test: ImageSet, val_out: ScoreOutput, test_out: ScoreOutput,
-                 test_strata: list[str], settings: MetricSettings, seed: int,
-                 test_subjects: list[str] | None = None) -> list[dict]:
-    """Image-level rows per acquisition stratum of the test split (domain ``stratum:<name>``).
-
-    An overall AUROC can hide a method that fails on one sequence or scanner; the threshold
-    stays the one chosen on all of validation, so each stratum is read at the operating point a
-    user would deploy. Nothing is returned unless the test split holds two or more strata.
-    """
-    strata = np.asarray(test_strata, dtype=str)
-    labels, scores = test.labels.numpy(), np.asarray(test_out.scores)
-    subjects = None if test_subjects is None else np.asarray(test_subjects, dtype=str)
-    rows = []
-    for name in _strata_names(strata, len(test)):
-        members = strata == name
-        estimates, _ = image_detection(val.labels.numpy(), np.asarray(val_out.scores), labels[members],
-                                       scores[members], settings, seed,
-                                       None if subjects is None else subjects[members])
-        rows += _rows(method, estimates, domain=f"{STRATUM_PREFIX}{name}")
+def _suite_rows(suite: type[MetricSuite], ev: MethodEvaluation | RunEvaluation) -> list[dict]:
+    """The suite's rows, refused unless each has the one row shape and a metric its infos declare."""
+    rows = suite().rows(ev)
+    if any(not isinstance(r, dict) or list(r) != list(ROW_KEYS) for r in rows):
+        raise ValueError(f"metric suite {suite.name!r} wrote a row not made with harness.results.metric_row")
+    stray = sorted({str(r["metric"]) for r in rows} - {info.id for info in suite.infos})
+    if stray:
+        raise ValueError(f"metric suite {suite.name!r} wrote rows of metric(s) {', '.join(stray)} that its infos "
+                         f"do not declare")
     return rows
 
 
-def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings,
-               seed: int, test_subjects: list[str] | None = None, *, val: ImageSet | None = None,
-               val_out: ScoreOutput | None = None, test_strata: list[str] | None = None) -> list[dict]:
-    """Pixel AUROC/AP, the oracle Dice, and ``dice`` at the threshold that maximises Dice on
-    ``val`` (overall and, with ``test_strata``, per stratum); rows with a note when maps or
-    masks are missing."""
-    if test.masks is None or test_out.maps is None:
-        missing = "ground-truth masks" if test.masks is None else "anomaly maps"
-        note = f"not computed: the test set has no {missing}"
-        return [metric_row(method, m, None, n=len(test), note=note)
-                for m in ("pixel_auroc", "pixel_ap", "dice", "dice_oracle")]
-    maps, masks, brain = np.asarray(test_out.maps), test.masks.numpy(), test.brain.numpy()
-    labels = test.labels.numpy()
-    rows = _rows(method, pixel_detection(maps, masks, brain, labels, settings, seed, groups=test_subjects))
-    if val is None or val_out is None or val.masks is None or val_out.maps is None:
-        return rows + [metric_row(method, "dice", None, n=len(test),
-                                  note="not computed: no validation maps and masks to fix the threshold on")]
-    threshold = choose_dice_threshold(np.asarray(val_out.maps), val.masks.numpy(), val.brain.numpy())
-    rows += _rows(method, [dice_at_threshold(maps, masks, brain, labels, threshold, settings, seed, test_subjects)])
-    strata = np.asarray(test_strata if test_strata is not None else [""] * len(test), dtype=str)
-    subjects = None if test_subjects is None else np.asarray(test_subjects, dtype=str)
-    for name in _strata_names(strata, len(test)):
-        members = strata == name
-        estimate = dice_at_threshold(maps[members], masks[members], brain[members], labels[members], threshold,
-                                     settings, seed, None if subjects is None else subjects[members])
-        rows += _rows(method, [estimate], domain=f"{STRATUM_PREFIX}{name}")
-    return rows
+class LazyTranslations:
+    """``MethodEvaluation.translations``: the method's test translations, made on first call
+    (by :func:`translate_test`) and timed, so a run whose suites need none translates nothing."""
+
+    def __init__(self, method: Method, test: ImageSet, groups: Sequence[str] | None) -> None:
+        self._args = (method, test, groups)
+        self._value: Translations | None = None
+        self.seconds: float | None = None
+
+    def __call__(self) -> Translations:
+        if self._value is None:
+            t = time.perf_counter()
+            self._value = translate_test(*self._args)
+            self.seconds = time.perf_counter() - t
+        return self._value
 
 
-def shortcut_floor(val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
-                   positions: Mapping[str, float] | None, settings: MetricSettings,
-                   seed: int, strata: Mapping[str, str] | None = None) -> tuple[list[dict], pd.DataFrame]:
-    """Rows (method :data:`FLOOR_METHOD`) and per-image scores (val and test) of the input feature
-    that best separates the labels on validation, its direction chosen there too, scored on test
-    like a method (:mod:`harness.data.input_audit`), overall and, with ``strata``, per stratum. A
-    method that does not beat it has not shown that it needs to find the lesion."""
-    fv, ft = input_features(val, positions), input_features(test, positions)
-    usable = {name: fv[name] for name in fv if np.all(np.isfinite(ft[name]))}  # it must score every test image
-    chosen = choose_feature(val.labels.numpy(), usable)
-    if chosen is None:
-        note = "not computed: no input feature varies on validation (with both labels) and is known on test"
-        return ([metric_row(FLOOR_METHOD, m, None, n=len(test), note=note) for m in ("auroc", "ap")],
-                pd.DataFrame(columns=list(SCORES_COLUMNS)))
-    name, val_auroc = chosen
-    sign = 1.0 if val_auroc >= 0.5 else -1.0
-    val_out, test_out = ScoreOutput(sign * fv[name]), ScoreOutput(sign * ft[name])
-    estimates, _ = image_detection(val.labels.numpy(), val_out.scores, test.labels.numpy(), test_out.scores,
-                                   settings, seed, [subjects.get(i, i) for i in test.ids])
-    what = (f"shortcut floor: input feature {name}, {'higher' if sign > 0 else 'lower'} = tumor, chosen on "
-            f"validation (val AUROC {max(val_auroc, 1 - val_auroc):.3f})")
-    rows = [metric_row(FLOOR_METHOD, e.metric, e.value, ci_low=e.ci_low, ci_high=e.ci_high, n=e.n,
-                       note=f"{what}; {e.note}" if e.note else what) for e in estimates]
-    rows += stratum_rows(FLOOR_METHOD, val, test, val_out, test_out, [(strata or {}).get(i, "") for i in test.ids],
-                         settings, seed, [subjects.get(i, i) for i in test.ids])
-    frames = [score_frame(FLOOR_METHOD, "val", val, val_out), score_frame(FLOOR_METHOD, "test", test, test_out)]
-    return rows, pd.concat(frames, ignore_index=True)
+def evaluate_method(ev: MethodEvaluation, suites: Sequence[type[MetricSuite]]) -> tuple[list[dict], dict]:
+    """Every suite's rows, in order, and the seconds of two of run.json's stages: ``translate``
+    (None when no suite asked for translations) and, when a suite needs translations,
+    ``generative`` (those suites, translating apart)."""
+    rows: list[dict] = []
+    generative = 0.0
+    for suite in suites:
+        t = time.perf_counter()
+        rows += _suite_rows(suite, ev)
+        if "translations" in suite.needs:
+            generative += time.perf_counter() - t
+    translate = getattr(ev.translations, "seconds", None)
+    stages: dict[str, float | None] = {"translate": None if translate is None else round(translate, 3)}
+    if any("translations" in suite.needs for suite in suites):
+        stages["generative"] = round(generative - (translate or 0.0), 3)
+    return rows, stages
 
 
-def is_comparison_row(row: dict) -> bool:
-    """Rows of :func:`comparison_rows`, which the runner recomputes after every method ran."""
-    return row.get("method") == FLOOR_METHOD or row.get("metric") in PAIRED_METRICS
+def suite_load_notes() -> list[str]:
+    """Why a registered metric suite is missing from the run: it failed to import or to register
+    (a plugin with a typo in its needs), so the run's notes say so rather than drop it silently."""
+    metric_suites()
+    return [f"metric suite {name} not loaded: {error}" for name, error in METRICS.load_errors.items()]
 
 
-def comparison_rows(scores: pd.DataFrame, val: ImageSet, test: ImageSet, subjects: Mapping[str, str],
-                    positions: Mapping[str, float] | None, settings: MetricSettings, seed: int,
-                    strata: Mapping[str, str] | None = None) -> list[dict]:
-    """The run-level rows, computed once all methods ran: the shortcut floor, and the paired
-    differences (``auroc_delta``, ``ap_delta``) of every ordered pair among the methods in
-    ``scores`` (scores.csv) and the floor, on the same test images and subject resamples."""
-    floor_rows, floor_scores = shortcut_floor(val, test, subjects, positions, settings, seed, strata)
-    frames = [f for f in (scores, floor_scores) if len(f)]
-    both = pd.concat(frames, ignore_index=True) if frames else scores
-    return floor_rows + paired_rows(both, subjects, settings, seed)
+def evaluate_run(ev: RunEvaluation) -> list[dict]:
+    """The rows of every run-scope suite, in order."""
+    return [row for suite in run_suites() for row in _suite_rows(suite, ev)]
+
+
+def is_run_row(row: Mapping, methods: Iterable[str]) -> bool:
+    """A row of a run-scope suite, which the runner recomputes after every (resumed) run: it is
+    of no method of the run (the shortcut floor), or of a metric no method-scope suite writes
+    (the paired differences)."""
+    per_method = {info.id for s in metric_suites() if s.scope == "method" for info in s.infos}
+    return row.get("method") not in set(methods) or row.get("metric") not in per_method
 
 
 def _pick_examples(scores: np.ndarray, higher_is_better: bool, k: int,

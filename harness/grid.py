@@ -6,7 +6,9 @@ as job arrays. The same jobs run as local processes (``LocalExecutor``) or in-pr
 (``DebugExecutor``) on one machine and in the tests.
 
 A cell is one ordinary run (``<output>/<run_id>/``) of one method. The cells of one (seed, dataset)
-are what one run of all the grid's methods would have been:
+are what one run of all the grid's methods would have been; with ``--train-seeds K`` each is run
+K times, with train seeds ``seed + 1000 j`` (j = 0: the ordinary run of that seed; training's
+initialisation and data order differ, the split does not):
 
 - the split depends on data, seed and split settings only, so they share it (collection checks
   that their split hashes agree);
@@ -18,7 +20,8 @@ are what one run of all the grid's methods would have been:
   When the grid does not list the feature method it gets an ``extractor`` cell, kept out of the table.
 
 ``<output>/grids/<grid_id>/`` holds ``grid.json`` (spec, submissions, cells -> run ids and
-status, the table), ``cells/<key>.json`` (what each cell job recorded) and ``submitit/`` (logs).
+status, the table with the across-seed tests, :mod:`harness.seed_inference`), ``cells/<key>.json``
+(what each cell job recorded) and ``submitit/`` (logs).
 """
 
 from __future__ import annotations
@@ -27,23 +30,27 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
-
+from harness.atomic import atomic_copy
 from harness.config import RunConfig, resolve_method_settings
 from harness.mri_reference import cache_root, feature_method, reference_file
 from harness.registry import METHODS
+from harness.request import config_from_dict
 from harness.results import FLOOR_METHOD, RunFolder, atomic_write_json, utc_now
-from harness.seed_summary import format_spread, paired_spread, spread
+from harness.run_inputs import DataLayer
+from harness.metric_info import MetricInfo, infos_from_document, infos_to_document, merge_infos
+from harness.seed_inference import CEILING, FLOOR, SHARE_CI, gap_shares, seed_tests
+from harness.seed_summary import format_spread, paired_spread, spread, train_seed_of
+from harness.text_table import text_table
 
 SCHEMA_VERSION = 1
 EMBEDDED = "mni152-lesions"
-EXECUTORS = ("auto", "slurm", "local", "debug")
+EXECUTORS = ("auto", "slurm", "local", "debug")  # and "inline": ``run --seeds``, one cell after another here
+TRAIN_SEED_STRIDE = 1000  # train seed j of seed s: s + 1000 j, clear of the seeds a series uses
 # per-cell resources by profile (Slurm); one GPU per cell unless --gpus says otherwise
 PROFILE_RESOURCES = {"smoke": {"timeout_min": 30, "cpus": 2, "mem_gb": 8},
                      "quick": {"timeout_min": 120, "cpus": 4, "mem_gb": 16},
@@ -52,19 +59,29 @@ PROFILE_RESOURCES = {"smoke": {"timeout_min": 30, "cpus": 2, "mem_gb": 8},
 
 @dataclass(frozen=True)
 class Cell:
-    method: str
+    """One run of the grid: one method (``--method``/``--all`` grids), or every method of the grid
+    together (``run --seeds``: what one ``run`` of them all is)."""
+
+    methods: tuple[str, ...]
     seed: int
-    data: str | None  # None: the embedded cohort
+    data: str | tuple[str, ...] | None  # None: the embedded cohort; a tuple: NAME=PATH sources of one cohort
     role: str = "cell"  # "extractor": the MRI feature method for translating cells, not in the table
+    train_seed: int | None = None  # None: the seed (the ordinary run); else one of ``--train-seeds``
+
+    @property
+    def method(self) -> str:
+        """The cell's method, or ``all`` for a cell that runs every method of the grid."""
+        return self.methods[0] if len(self.methods) == 1 else "all"
 
     @property
     def dataset(self) -> str:
-        return self.data or EMBEDDED
+        return " + ".join(self.data) if isinstance(self.data, tuple) else self.data or EMBEDDED
 
     @property
     def key(self) -> str:
-        tag = "embedded" if self.data is None else hashlib.sha256(self.data.encode()).hexdigest()[:8]
-        return f"{self.method}-seed{self.seed}-{tag}"
+        tag = "embedded" if self.data is None else hashlib.sha256(self.dataset.encode()).hexdigest()[:8]
+        train = "" if self.train_seed is None else f"-train{self.train_seed}"
+        return f"{self.method}-seed{self.seed}{train}-{tag}"
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,7 @@ class CellJob:
     cache: str
     resume_run: str | None = None  # an earlier, unfinished run of this cell to continue
     publish: bool = False  # copy the checkpoint to the MRI-reference cache for translating cells
+    progress: bool = False  # progress bars (in-process cells of ``run --seeds``)
 
 
 def _translates(method: str) -> bool:
@@ -91,39 +109,63 @@ def _extractor_of(method: str) -> str | None:
 
 # ---------------------------------------------------------------- the spec and its cells
 
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The grid's spec (what grid.json stores and a resubmission rebuilds every cell from)."""
+def spec_from_args(args: argparse.Namespace, *, together: bool = False) -> dict[str, Any]:
+    """The grid's spec (what grid.json stores and a resubmission rebuilds every cell from);
+    ``together``: one cell runs every method of a (seed, dataset), as ``run --seeds`` does."""
     from harness.data.commands import resolve_profile
+    from harness.data.sources import named_entry, pick_dataset
 
     if not args.all and not args.method:
         raise ValueError("choose the methods: --all or --method NAME (see `python -m harness list`)")
     if not args.seeds:
         raise ValueError("choose the seeds: --seeds N [N ...]")
+    if args.train_seeds is not None and args.train_seeds < 2:
+        raise ValueError(f"--train-seeds {args.train_seeds}: give K >= 2 trainings per split (one is the ordinary run)")
     methods = tuple(METHODS.names()) if args.all else tuple(dict.fromkeys(args.method))
     for name in methods:
         METHODS.get(name)  # unknown names fail here, with a did-you-mean hint
-    datasets = []
-    for data in args.data or [None]:
+    datasets: list[Any] = []
+    entries = args.data or [None]
+    named = [(e, pair) for e in entries if e is not None and (pair := named_entry(e)) is not None]
+    for data in [e for e in entries if e not in dict(named)]:
         if data in (None, "embedded", EMBEDDED):
             datasets.append(None)
-        elif not Path(data).expanduser().is_dir():
+        elif not Path(data).expanduser().exists():
             raise FileNotFoundError(f"--data {data!r}: no such folder")
         else:
             datasets.append(str(Path(data).expanduser().resolve()))
+        pick_dataset(datasets[-1], args.dataset)  # no data source, or several: fail before anything is submitted
+    if named:  # every NAME=PATH together: one cohort of several sources
+        for entry, (_, path) in named:
+            if not Path(path).expanduser().exists():
+                raise FileNotFoundError(f"--data {entry!r}: no such folder")
+            pick_dataset(path, args.dataset)
+        datasets.append(tuple(f"{name}={Path(path).expanduser().resolve()}" for _, (name, path) in named))
     resolve_profile(args)  # bad --set / --config / --profile fail now, before anything is submitted
     return {"methods": list(methods), "seeds": list(dict.fromkeys(args.seeds)), "datasets": list(dict.fromkeys(datasets)),
+            "dataset": args.dataset,
             "profile": args.profile, "overrides": list(args.overrides), "config": args.config,
             "device": args.device, "inception_weights": args.inception_weights,
-            "runs_dir": str(Path(args.output).resolve())}
+            "runs_dir": str(Path(args.output).resolve()), "together": together, "train_seeds": args.train_seeds}
+
+
+def train_seeds(spec: dict[str, Any], seed: int) -> list[int | None]:
+    """The train seeds of ``seed``'s cells: None (the ordinary run), then ``seed + 1000 j``."""
+    k = spec.get("train_seeds") or 1
+    return [None, *(seed + TRAIN_SEED_STRIDE * j for j in range(1, k))]
 
 
 def grid_cells(spec: dict[str, Any]) -> list[Cell]:
     """Every cell of the grid, plus an extractor cell per (seed, dataset) when a method translates
     and the grid does not list the feature method those cells look up."""
-    cells = [Cell(m, s, d) for d in spec["datasets"] for s in spec["seeds"] for m in spec["methods"]]
+    datasets = [tuple(d) if isinstance(d, list) else d for d in spec["datasets"]]  # a cohort: JSON stores a list
+    runs = [(d, s, t) for d in datasets for s in spec["seeds"] for t in train_seeds(spec, s)]
+    if spec.get("together"):  # one run of every method per (seed, dataset), as ``run`` makes it
+        return [Cell(tuple(spec["methods"]), s, d, train_seed=t) for d, s, t in runs]
+    cells = [Cell((m,), s, d, train_seed=t) for d, s, t in runs for m in spec["methods"]]
     for extra in dict.fromkeys(_extractor_of(m) for m in spec["methods"]):
         if extra is not None and extra not in spec["methods"]:
-            cells += [Cell(extra, s, d, role="extractor") for d in spec["datasets"] for s in spec["seeds"]]
+            cells += [Cell((extra,), s, d, role="extractor", train_seed=t) for d, s, t in runs]
     return cells
 
 
@@ -131,14 +173,17 @@ def cell_config(spec: dict[str, Any], cell: Cell) -> RunConfig:
     """The cell's run config: its one method, with the settings of every method of the grid (and of
     the feature method), so that it loads images as one run of all of them would."""
     from harness.data.commands import resolve_profile
+    from harness.data.sources import data_specs
 
     profile = resolve_profile(SimpleNamespace(profile=spec["profile"], overrides=spec["overrides"], config=spec["config"]))
     names = list(spec["methods"])
     if any(_translates(m) for m in names):  # what one run of them all adds, and what a cell looks up
         names += [n for n in (feature_method(tuple(names)), *map(_extractor_of, names)) if n is not None]
-    return RunConfig(profile=profile, seed=cell.seed, data=cell.data, methods=(cell.method,), device=spec["device"],
+    return RunConfig(profile=profile, seed=cell.seed, train_seed=cell.train_seed,
+                     data=data_specs(cell.data, spec.get("dataset"), profile),
+                     methods=cell.methods, device=spec["device"],
                      output=spec["runs_dir"], inception_weights=spec["inception_weights"],
-                     method_settings=resolve_method_settings(profile, tuple(dict.fromkeys([cell.method, *names]))))
+                     method_settings=resolve_method_settings(profile, tuple(dict.fromkeys([*cell.methods, *names]))))
 
 
 # ---------------------------------------------------------------- one cell, in its job
@@ -146,7 +191,7 @@ def cell_config(spec: dict[str, Any], cell: Cell) -> RunConfig:
 def run_cell(job: CellJob) -> dict[str, Any]:
     """Run (or continue) one cell's run, record its run id in ``cells/<key>.json`` and, for the
     feature method, publish its checkpoint to the MRI-reference cache. Runs in the job's process."""
-    from harness.runner import DataLayer, Runner, config_from_dict
+    from harness.runner import Runner
 
     os.environ["HARNESS_CACHE"] = job.cache  # every cell reads and writes one cache
     config = config_from_dict(job.config)
@@ -154,7 +199,7 @@ def run_cell(job: CellJob) -> dict[str, Any]:
     if job.resume_run:
         folder = RunFolder.open(config.output, job.resume_run)
         info = folder.read_run()
-    runner = Runner(config, DataLayer.default(), progress=False)
+    runner = Runner(config, DataLayer.default(), progress=job.progress)
     record: dict[str, Any] = {"key": job.cell.key, "run_id": job.resume_run, "status": "failed", "error": None}
     try:
         runner.execute(folder, info)
@@ -180,11 +225,8 @@ def _publish_feature_checkpoint(runner: Any, method: str) -> None:
         return
     source = runner.folder.path / entry["checkpoint"]
     target = reference_file(method, runner.config.method_settings[method], split_hash=runner.split_hash,
-                            seed=runner.config.seed, profile=runner.config.profile.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+                            seed=runner.config.training_seed, profile=runner.config.profile.name)
+    atomic_copy(source, target)
 
 
 # ---------------------------------------------------------------- submitting
@@ -231,12 +273,14 @@ def submit(spec: dict[str, Any], grid_dir: Path, args: argparse.Namespace) -> li
     todo = _todo(cells, grid_dir, runs_dir)
     grid = _read_json(grid_dir / "grid.json") or {"schema_version": SCHEMA_VERSION, "grid_id": grid_dir.name,
                                                   "created": utc_now().isoformat(), "spec": spec, "submissions": []}
-    grid["cells"] = [{"key": c.key, "method": c.method, "seed": c.seed, "dataset": c.dataset, "role": c.role}
-                     for c in cells]
+    grid["cells"] = [{"key": c.key, "method": c.method, "methods": list(c.methods), "seed": c.seed,
+                      "train_seed": c.train_seed, "dataset": c.dataset, "role": c.role} for c in cells]
     if not todo:
         atomic_write_json(grid_dir / "grid.json", grid)
         print(f"grid {grid_dir.name}: every cell is complete; nothing to submit")
         return []
+    if args.executor == "inline":
+        return _run_inline(spec, grid, grid_dir, todo, progress=not getattr(args, "no_progress", True))
     executor = _executor(args.executor, grid_dir / "submitit", spec["profile"], args)
     publishers = {c for c in cells if c.method in set(map(_extractor_of, spec["methods"]))}
     jobs_of = {}
@@ -265,6 +309,19 @@ def submit(spec: dict[str, Any], grid_dir: Path, args: argparse.Namespace) -> li
     return list(jobs_of.values())
 
 
+def _run_inline(spec: dict[str, Any], grid: dict[str, Any], grid_dir: Path, todo: list[tuple[Cell, str | None]],
+                progress: bool) -> list[Any]:
+    """Run the cells in this process, one after another, with no job machinery: ``run --seeds``.
+    An error that stops a run (bad data, Ctrl-C) stops the loop and reaches the caller."""
+    grid["submissions"].append({"time": utc_now().isoformat(), "executor": "inline",
+                                "cells": {c.key: {"job_id": None, "stdout": None, "stderr": None} for c, _ in todo}})
+    atomic_write_json(grid_dir / "grid.json", grid)
+    for cell, run in todo:
+        run_cell(CellJob(cell, cell_config(spec, cell).to_dict(), str(grid_dir), str(cache_root().resolve()), run,
+                         progress=progress))
+    return []
+
+
 def _wait(jobs: list[Any]) -> None:
     """Block until the jobs end; a failed job is reported by collection, with its log."""
     for job in jobs:
@@ -284,20 +341,22 @@ def _log_of(cell: dict[str, Any], grid: dict[str, Any]) -> str | None:
     """The cell's newest job's stderr (submitit's log of the job)."""
     for submission in reversed(grid.get("submissions", [])):
         if cell["key"] in submission["cells"]:
-            return submission["cells"][cell["key"]]["stderr"]
+            return submission["cells"][cell["key"]]["stderr"]  # None for in-process cells
     return None
 
 
 def collect(grid_dir: Path) -> dict[str, Any]:
     """Read every cell's run back into grid.json: cells -> run ids and status (a failed cell with
-    its error and log), the table (method x seed, mean ± sd per dataset and metric) and the paired
-    differences between methods of the same (seed, dataset), whose cells share a split."""
+    its error and log), the table (method x seed, mean ± sd per dataset and metric, training and
+    split noise apart, the share of the floor-to-ceiling gap) and the paired differences between
+    methods of the same (seed, dataset), whose cells share a split, tested across seeds."""
     grid = _read_json(grid_dir / "grid.json")
     if not grid:
         raise FileNotFoundError(f"no grid at {grid_dir} (no grid.json)")
     runs_dir = Path(grid["spec"]["runs_dir"])
-    done: dict[str, list[tuple[dict, list[dict], RunFolder]]] = {}
+    done: dict[str, list[tuple[dict, list[dict]]]] = {}
     splits: dict[tuple[str, int], set[str]] = {}
+    infos: dict[str, MetricInfo] = {}
     for cell in grid["cells"]:
         record = _read_json(grid_dir / "cells" / f"{cell['key']}.json")
         cell.update(run_id=record.get("run_id"), status="missing" if not record else record.get("status"),
@@ -311,65 +370,113 @@ def collect(grid_dir: Path) -> dict[str, Any]:
             if cell["split_hash"]:
                 splits.setdefault((cell["dataset"], cell["seed"]), set()).add(cell["split_hash"])
             if cell["status"] == "complete" and cell["role"] == "cell":
-                # the cell's method, and the shortcut floor (the same in every cell of a split) once
-                floor = not any(i["seed"] == cell["seed"] for i, _, _ in done.get(cell["dataset"], []))
+                # the cell's method(s), and the shortcut floor (the same in every cell of a run) once
+                unit = (info["seed"], train_seed_of(info))
+                floor = not any((i["seed"], train_seed_of(i)) == unit for i, _ in done.get(cell["dataset"], []))
+                mine = set(cell.get("methods") or [cell["method"]])
                 rows = [r for r in folder.read_metrics()
-                        if r["method"] == cell["method"] or (floor and r["method"] == FLOOR_METHOD)]
-                done.setdefault(cell["dataset"], []).append((info, rows, folder))
+                        if r["method"] in mine or (floor and r["method"] == FLOOR_METHOD)]
+                done.setdefault(cell["dataset"], []).append((info, rows))
+                infos = merge_infos(infos, folder.read_metric_infos())
+    grid["metrics"] = infos_to_document(infos.values())  # the runs' metric titles, digits and directions
     grid["warnings"] = [f"{d} seed {s}: the cells' split hashes differ ({', '.join(sorted(h))}); their "
                         f"results are not comparable" for (d, s), h in splits.items() if len(h) > 1]
+    grid["gap"] = {"floor": FLOOR, "ceiling": CEILING, "ci": SHARE_CI}  # what each table's ``share`` reads against
     grid["table"], grid["paired"] = [], []
-    for dataset, runs in done.items():
-        for item in spread([(info, rows) for info, rows, _ in runs]):
+    for dataset, group in done.items():
+        mixed = {s for (d, s), h in splits.items() if d == dataset and len(h) > 1}
+        same_split = [(info, rows) for info, rows in group if info["seed"] not in mixed]  # comparable seeds
+        shares = gap_shares(spread(same_split, infos), infos)
+        for item in spread(group, infos):
+            share = shares.get((item.method, item.metric))
             grid["table"].append({"dataset": dataset, "method": item.method, "metric": item.metric,
                                   "seeds": list(item.seeds), "values": list(item.values), "mean": item.mean,
-                                  "sd": item.sd, "text": format_spread(item)})
-        for item in paired_spread(_paired_per_seed(runs)):
+                                  "sd": item.sd, "text": format_spread(item, infos[item.metric].digits),
+                                  "trainings": [list(t) for t in item.trainings], "train_sd": item.train_sd,
+                                  "split_sd": item.split_sd, "share": share.to_dict() if share else None})
+        pairs = paired_spread(same_split, infos)
+        for item, test in zip(pairs, seed_tests(pairs)):
             grid["paired"].append({"dataset": dataset, "method": item.method, "other": item.other,
                                    "metric": item.metric, "seeds": list(item.seeds), "values": list(item.values),
-                                   "mean": item.mean, "sd": item.sd, "agree": item.agree})
+                                   "mean": item.mean, "sd": item.sd, "agree": item.agree,
+                                   "exploratory": item.exploratory, **test.to_dict()})
     grid["collected"] = utc_now().isoformat()
     atomic_write_json(grid_dir / "grid.json", grid)
     return grid
 
 
-def _paired_per_seed(runs: list[tuple[dict, list[dict], RunFolder]]) -> list[tuple[dict, list[dict]]]:
-    """Per seed, the cells' test scores paired image by image (the cells share the split), as the
-    paired rows one run of all the methods would have."""
-    from harness.metrics.paired import paired_rows
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
-    out = []
-    for seed in sorted({info["seed"] for info, _, _ in runs}):
-        same = [(info, folder) for info, _, folder in runs if info["seed"] == seed]
-        if len(same) < 2 or len({info["split"]["hash"] for info, _ in same}) > 1:
-            continue
-        scores = pd.concat([folder.read_scores() for _, folder in same], ignore_index=True)
-        manifest = pd.read_csv(same[0][1].file("split.csv"), dtype=str)
-        metrics = SimpleNamespace(**same[0][0]["config"]["profile"]["metrics"])
-        rows = paired_rows(scores, dict(zip(manifest["path"], manifest["subject"])), metrics, seed)
-        out.append(({"seed": seed}, rows))
-    return out
+
+def _p(value: float | None) -> str:
+    return "-" if value is None else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def _share(share: dict[str, Any] | None) -> str:
+    """``mean [low, high] (n seeds)``: the share of the floor-to-ceiling gap across seeds."""
+    if not share:
+        return "-"
+    ci = "" if share["ci_low"] is None else f" [{share['ci_low']:.2f}, {share['ci_high']:.2f}]"
+    return f"{share['mean']:.2f}{ci} ({len(share['values'])} seeds)"
+
+
+def _metric_table(grid: dict[str, Any], dataset: str, metric: str, info: MetricInfo | None) -> str:
+    """Methods x seeds with the spread; split and training noise apart when a seed was trained
+    more than once; each method's share of the floor-to-ceiling gap where both are present."""
+    rows = [r for r in grid["table"] if r["dataset"] == dataset and r["metric"] == metric]
+    seeds, digits = grid["spec"]["seeds"], info.digits if info else 3
+    trained = any(r.get("train_sd") is not None for r in rows)
+    shared = any(r.get("share") for r in rows)
+    gap = grid.get("gap") or {}
+    header = ["method", *(f"seed {s}" for s in seeds), "mean ± sd (min-max)"]
+    header += ["split sd", "train sd"] if trained else []
+    header += [f"share of {gap.get('floor')}->{gap.get('ceiling')} gap [{gap.get('ci', 0.95):.0%} CI]"] if shared else []
+    table = []
+    for r in rows:
+        by_seed = dict(zip(r["seeds"], r["values"]))
+        line = [r["method"], *(f"{by_seed[s]:.{digits}f}" if s in by_seed else "-" for s in seeds), r["text"]]
+        line += [_num(r.get("split_sd"), digits), _num(r.get("train_sd"), digits)] if trained else []
+        line += [_share(r.get("share"))] if shared else []
+        table.append(line)
+    title = f"{dataset}, test {info.title if info else metric}"
+    if trained:
+        title += " (each seed: the mean of its trainings; split sd: between splits, training noise removed)"
+    return text_table(header, table, title=title + ":", rule=False)
+
+
+def _paired_table(pairs: list[dict[str, Any]], infos: dict[str, MetricInfo], title: str) -> str:
+    rows = [[p["dataset"], p["method"], p["other"], infos[p["metric"]].title if p["metric"] in infos else p["metric"],
+             f"{p['mean']:+.3f}" + ("" if p["sd"] is None else f" ± {p['sd']:.3f}"),
+             f"{p['agree']}/{len(p['values'])}", p["n"], _p(p["wilcoxon_p"]),
+             _p(p["wilcoxon_p_holm"]), _p(p["t_p"]), " ".join(f"{v:+.3f}" for v in p["values"])]
+            for p in pairs]
+    header = ["dataset", "method", "minus", "metric", "mean ± sd", "same sign", "n seeds", "Wilcoxon p", "Holm",
+              "t p", "per seed"]
+    return text_table(header, rows, title=title, rule=False)
 
 
 def grid_table(grid: dict[str, Any]) -> str:
-    """Plain text: per dataset and metric, methods x seeds with mean ± sd; paired Δ; failed cells."""
+    """Plain text: per dataset and metric, methods x seeds with mean ± sd (and the noise
+    decomposition, the gap share); the across-seed paired tests; failed cells."""
     lines = [f"grid {grid['grid_id']}: {sum(c['status'] == 'complete' for c in grid['cells'])} of "
              f"{len(grid['cells'])} cells complete"]
-    seeds = grid["spec"]["seeds"]
+    infos = infos_from_document(grid)  # an older grid.json without them: the schema-1 built-ins
     for dataset in dict.fromkeys(r["dataset"] for r in grid["table"]):
         for metric in dict.fromkeys(r["metric"] for r in grid["table"]):
-            rows = [r for r in grid["table"] if r["dataset"] == dataset and r["metric"] == metric]
-            table = [["method", *(f"seed {s}" for s in seeds), "mean ± sd (min-max)"]]
-            for r in rows:
-                by_seed = dict(zip(r["seeds"], r["values"]))
-                table.append([r["method"], *(f"{by_seed[s]:.3f}" if s in by_seed else "-" for s in seeds), r["text"]])
-            widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
-            lines += ["", f"{dataset}, test {metric.upper()}:",
-                      *("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table)]
-    for p in grid["paired"]:
-        sd = "" if p["sd"] is None else f" ± {p['sd']:.3f}"
-        lines.append(f"{p['dataset']}: {p['method']} - {p['other']} {p['metric']} {p['mean']:+.3f}{sd}, "
-                     f"same sign on {p['agree']}/{len(p['values'])} seeds")
+            lines += ["", _metric_table(grid, dataset, metric, infos.get(metric))]
+    reference = [p for p in grid["paired"] if not p.get("exploratory")]
+    exploratory = [p for p in grid["paired"] if p.get("exploratory")]
+    if reference:
+        lines += ["", _paired_table(reference, infos, "across seeds, each method minus the fixed references (the "
+                                    "primary test: per-seed differences on the same test images; Holm over each "
+                                    "metric's references):")]
+    if exploratory:
+        lines += ["", _paired_table(exploratory, infos, "exploratory pairs (winner first; not corrected for "
+                                    "multiplicity):")]
+    lines += [f"note: {n}" for n in dict.fromkeys(p["floor_note"] for p in grid["paired"] if p.get("floor_note"))]
+    lines += [f"note: {p['method']} - {p['other']} ({p['metric']}, {p['dataset']}): {p['note']}"
+              for p in grid["paired"] if p.get("note")]
     lines += [f"warning: {w}" for w in grid.get("warnings", [])]
     for cell in grid["cells"]:
         if cell["status"] != "complete":
@@ -383,6 +490,14 @@ def grid_table(grid: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- the command
 
+def new_grid_dir(spec: dict[str, Any], output: str | Path) -> Path:
+    """A new, empty grid folder under ``<output>/grids/``, named by time and the spec's hash."""
+    blob = json.dumps(spec, sort_keys=True).encode()
+    grid_dir = Path(output) / "grids" / f"{utc_now():%Y%m%d-%H%M%S}-{hashlib.sha256(blob).hexdigest()[:8]}"
+    grid_dir.mkdir(parents=True)
+    return grid_dir
+
+
 def grid_command(args: argparse.Namespace) -> int:
     """``python -m harness grid {run,collect}``; exit 1 when a cell is not complete."""
     grids = Path(args.output) / "grids"
@@ -390,7 +505,8 @@ def grid_command(args: argparse.Namespace) -> int:
         grid = collect(grids / args.grid_id)
     else:
         if args.grid:
-            given = [o for o in ("all", "method", "seeds", "data", "overrides", "config") if getattr(args, o)]
+            given = [o for o in ("all", "method", "seeds", "train_seeds", "data", "dataset", "overrides", "config")
+                     if getattr(args, o)]
             if given:
                 raise ValueError(f"--grid {args.grid} resubmits the stored grid: drop {', '.join(given)}")
             grid_dir = grids / args.grid
@@ -399,9 +515,7 @@ def grid_command(args: argparse.Namespace) -> int:
                 raise FileNotFoundError(f"no grid {args.grid!r} in {grids}")
         else:
             spec = spec_from_args(args)
-            blob = json.dumps(spec, sort_keys=True).encode()
-            grid_dir = grids / f"{utc_now():%Y%m%d-%H%M%S}-{hashlib.sha256(blob).hexdigest()[:8]}"
-            grid_dir.mkdir(parents=True)
+            grid_dir = new_grid_dir(spec, args.output)
         jobs = submit(spec, grid_dir, args)
         if args.no_wait and jobs:
             print(f"collect with: python -m harness grid collect {grid_dir.name} --output {args.output}")

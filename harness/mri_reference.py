@@ -2,7 +2,7 @@
 capability, trained on the split.
 
 When a run includes such a method its checkpoint is used. Otherwise the first registered method
-with the capability is trained once per (method, split hash, seed, profile, settings) and cached,
+with the capability is trained once per (method, split hash, train seed, profile, settings) and cached,
 so a translation-only run still gets an MRI feature space and the next run reuses it.
 """
 
@@ -12,15 +12,15 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from harness.api import FitContext, ImageSet
+from harness.atomic import atomic_copy
+from harness.data.types import ImageSet
+from harness.method_build import build_method
 from harness.registry import METHODS
-from harness.training import seed_everything
 
 
 def cache_root() -> Path:
@@ -60,16 +60,11 @@ def dedicated_checkpoint(method: str, settings: dict[str, Any], train: ImageSet,
         logger.info("MRI feature extractor: reusing %s", target)
         return target
     logger.info("MRI feature extractor: training a dedicated %s into %s", method, folder)
-    seed_everything(seed)
-    cls = METHODS.get(method)
-    instance = cls(cls.Settings(**settings))
-    ctx = FitContext(device=device, seed=seed, profile=profile, output_dir=folder / "work",
-                     logger=logger, resume=True, amp=device.type == "cuda", progress=progress)
+    instance, ctx = build_method(method, settings, device=device, seed=seed, profile=profile,
+                                 output_dir=folder / "work", logger=logger, resume=True, progress=progress)
     instance.fit(train, val, ctx)
     checkpoint = instance.checkpoint()
     if checkpoint is None or not Path(checkpoint).is_file():
         raise FileNotFoundError(f"{method} did not leave a checkpoint (checkpoint() returned {checkpoint})")
-    tmp = folder / ".model.pt.tmp"
-    shutil.copyfile(checkpoint, tmp)
-    os.replace(tmp, target)
+    atomic_copy(checkpoint, target)
     return target

@@ -2,7 +2,8 @@
 
 Built-in methods register by decorator when their module is imported; third-party methods
 register through the entry-point group ``harness.methods`` and are loaded only when the
-registry is first read.
+registry is first read. Metric suites (:mod:`harness.metrics.suite`) work the same way through
+``METRICS`` and the group ``harness.metrics``.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ def _load_entry_point_methods() -> None:
             METHODS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
             continue
         if ep.name not in METHODS._items:
+            try:
+                _check_method_traits(ep.name, obj)
+            except ValueError as exc:  # recorded like an import error: `list` shows it, the others run
+                METHODS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+                continue
             if not getattr(obj, "name", ""):
                 obj.name = ep.name  # what the decorator does for built-in methods
             METHODS.register(ep.name, obj)
@@ -106,13 +112,146 @@ def _load_entry_point_methods() -> None:
 
 METHODS: Registry = Registry("method", loaders=[_load_builtin_methods, _load_entry_point_methods])
 
+# What a method may declare (harness.api re-exports both). Capabilities: scores: per-image
+# scores; maps: per-pixel maps; translates: translate(images, to_domain); features: can serve as
+# the MRI-domain feature extractor for FID/KID (Method.feature_extractor); distributed: under
+# torchrun, fit trains on every process with DDP (FitContext.distributed).
+CAPABILITIES = frozenset({"scores", "maps", "translates", "features", "distributed"})
+# what a method learns from: labelled images and masks, image labels only, healthy images only, nothing
+SUPERVISION = ("supervised", "image_labels", "healthy_only", "none")
+
+
+def _did_you_mean(value: str, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(value, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_method_traits(name: str, cls: object) -> None:
+    """Refuse a method whose capabilities or supervision the runner would not recognise: a typo
+    such as "map" would otherwise silently drop its pixel metrics."""
+    capabilities = getattr(cls, "capabilities", None)
+    valid = ", ".join(sorted(CAPABILITIES))
+    if not isinstance(capabilities, (set, frozenset, tuple, list)) or not all(isinstance(c, str) for c in capabilities):
+        raise ValueError(f"method {name!r}: capabilities must be a set of strings, got {capabilities!r}; "
+                         f"valid capabilities: {valid}")
+    for capability in sorted(set(capabilities) - CAPABILITIES):
+        raise ValueError(f"method {name!r}: unknown capability {capability!r}{_did_you_mean(capability, CAPABILITIES)}; "
+                         f"valid capabilities: {valid}")
+    supervision = getattr(cls, "supervision", None)
+    if supervision not in SUPERVISION:
+        hint = _did_you_mean(supervision, SUPERVISION) if isinstance(supervision, str) else ""
+        raise ValueError(f"method {name!r}: unknown supervision {supervision!r}{hint}; "
+                         f"valid supervision values: {', '.join(SUPERVISION)}")
+
 
 def register_method(name: str):
-    """Decorator for a :class:`harness.api.Method` subclass."""
+    """Decorator for a :class:`harness.api.Method` subclass; unknown capabilities or supervision
+    fail here, naming the valid values."""
 
     def add(cls):
+        _check_method_traits(name, cls)
         cls.name = name
         METHODS.register(name, cls)
+        return cls
+
+    return add
+
+
+# ---------------------------------------------------------------- metric suites
+
+METRIC_ENTRY_POINT_GROUP = "harness.metrics"
+# in the order the runner runs them (and metrics.json lists their rows); plugins follow, by name
+BUILTIN_METRIC_MODULES = ("harness.metrics.detection_suite", "harness.metrics.localisation_suite",
+                          "harness.metrics.generative_suite", "harness.metrics.comparison_suite",
+                          "harness.metrics.volume_suite")
+
+
+def _load_builtin_metric_suites() -> None:
+    for module in BUILTIN_METRIC_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # recorded like a method's: a run without it must say why
+            METRICS.load_errors[module] = f"{type(exc).__name__}: {exc}"
+
+
+def _load_entry_point_metric_suites() -> None:
+    for ep in entry_points(group=METRIC_ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if METRICS._items.get(ep.name) is not obj:
+                register_metric_suite(ep.name)(obj)
+        except Exception as exc:  # a broken plugin must not hide the built-in suites
+            METRICS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+
+
+METRICS: Registry = Registry("metric suite", loaders=[_load_builtin_metric_suites, _load_entry_point_metric_suites])
+
+
+def register_metric_suite(name: str):
+    """Decorator for a :class:`harness.metrics.suite.MetricSuite` subclass; an invalid suite
+    (unknown needs, missing or conflicting infos) fails here, with the reason."""
+
+    def add(cls):
+        check = getattr(cls, "validate_registration", None)
+        if check is None:
+            raise TypeError(f"metric suite {name!r}: {cls!r} is not a harness.metrics.suite.MetricSuite subclass")
+        check(name, [other for key, other in METRICS._items.items() if key != name])
+        cls.name = name
+        METRICS.register(name, cls)
+        return cls
+
+    return add
+
+
+def metric_suites() -> list:
+    """Every registered metric suite: the built-ins in their declared order, then the others by name."""
+    suites = {name: METRICS.get(name) for name in METRICS.names()}
+    builtin = {module: i for i, module in enumerate(BUILTIN_METRIC_MODULES)}
+
+    def order(name: str) -> tuple[int, str]:
+        return builtin.get(suites[name].__module__, len(builtin)), name
+
+    return [suites[name] for name in sorted(suites, key=order)]
+
+
+# ---------------------------------------------------------------- data sources
+
+DATASET_ENTRY_POINT_GROUP = "harness.datasets"
+BUILTIN_DATASET_MODULES = ("harness.data.embedded", "harness.data.folders", "harness.data.volumes")
+
+
+def _load_builtin_datasets() -> None:
+    for module in BUILTIN_DATASET_MODULES:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # recorded like a method's: `list` shows why a source is missing
+            DATASETS.load_errors[module] = f"{type(exc).__name__}: {exc}"
+
+
+def _load_entry_point_datasets() -> None:
+    for ep in entry_points(group=DATASET_ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if DATASETS._items.get(ep.name) is not obj:
+                register_dataset(ep.name)(obj)
+        except Exception as exc:  # a broken plugin must not hide the built-in sources
+            DATASETS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
+
+
+DATASETS: Registry = Registry("dataset", loaders=[_load_builtin_datasets, _load_entry_point_datasets])
+
+
+def register_dataset(name: str):
+    """Decorator for a :class:`harness.data.sources.DatasetSource` subclass; an invalid source
+    (no ``open``, a bad settings section, profile defaults its settings refuse) fails here."""
+
+    def add(cls):
+        check = getattr(cls, "validate_registration", None)
+        if check is None:
+            raise TypeError(f"dataset {name!r}: {cls!r} is not a harness.data.sources.DatasetSource subclass")
+        check(name)
+        cls.name = name
+        DATASETS.register(name, cls)
         return cls
 
     return add

@@ -1,17 +1,23 @@
 """The run folder (``runs/<run_id>/``) and its versioned schema; see docs/results-schema.md.
 
-Every file is written atomically (temporary file in the same folder, then ``os.replace``) so
-a killed run never leaves half a JSON file. Runs are never overwritten. ``load_run`` reads any
-older schema version through an explicit table of upgrade steps (``UPGRADES``).
+Every file is written atomically (:mod:`harness.atomic`: temporary file in the same folder, then
+``os.replace``) so a killed run never leaves half a JSON file. Runs are never overwritten.
+
+This module is the one reader of run folders, and it imports no torch, so the report site builds
+without it: :class:`RunFolder` knows each file's name and format, ``load_run`` reads a run strictly
+(the Python API), :func:`read_run` reads whatever a run left behind (the report and ``compare``).
+Both read any older schema version through an explicit table of upgrade steps (``UPGRADES``).
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +26,19 @@ import pandas as pd
 
 from harness.atomic import atomic_write_bytes
 from harness.config import RunConfig
+from harness.metric_info import MetricInfo, infos_from_document, infos_to_document
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: metrics.json rows carry p_holm
 ROW_KEYS = ("method", "split", "domain", "metric", "feature_space", "value", "std",
-            "ci_low", "ci_high", "n", "note", "other", "p_value")
+            "ci_low", "ci_high", "n", "note", "other", "p_value", "p_holm")
 SCORES_COLUMNS = ("method", "split", "id", "label", "score")
+DETECTION_CURVES = "curves/detection.json"
 STRATUM_PREFIX = "stratum:"  # domain of detection rows measured on one acquisition stratum
 FLOOR_METHOD = "shortcut-floor"  # method of the rows of the strongest input feature (the shortcut floor)
+# The references of the paired tests, fixed before any test number is seen (never the best
+# method on test): every method is tested against each, and each reference's comparisons form
+# one family of the Holm adjustment (harness.metrics.paired).
+PAIRED_REFERENCES = ("intensity", FLOOR_METHOD)
 
 
 class SchemaError(ValueError):
@@ -75,16 +87,17 @@ def metric_row(method: str, metric: str, value: float | None, *, split: str = "t
                domain: str = "all", feature_space: str | None = None, std: float | None = None,
                ci_low: float | None = None, ci_high: float | None = None, n: int | None = None,
                note: str | None = None, other: str | None = None, p_value: float | None = None,
-               ) -> dict[str, Any]:
+               p_holm: float | None = None) -> dict[str, Any]:
     """One metrics.json row with every schema key present; ``other`` and ``p_value`` are set on
-    paired rows (``method`` minus ``other``), None elsewhere."""
+    paired rows (``method`` minus ``other``), ``p_holm`` on those against a fixed reference
+    (:data:`PAIRED_REFERENCES`), None elsewhere."""
     def num(x: float | None) -> float | None:
         return None if x is None or not math.isfinite(float(x)) else float(x)
 
     return {"method": method, "split": split, "domain": domain, "metric": metric,
             "feature_space": feature_space, "value": num(value), "std": num(std),
             "ci_low": num(ci_low), "ci_high": num(ci_high), "n": None if n is None else int(n),
-            "note": note, "other": other, "p_value": num(p_value)}
+            "note": note, "other": other, "p_value": num(p_value), "p_holm": num(p_holm)}
 
 
 # ---------------------------------------------------------------- the run folder
@@ -147,12 +160,21 @@ class RunFolder:
         return upgrade_run(_read_json(self.file("run.json")))
 
     # metrics.json
-    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        atomic_write_json(self.file("metrics.json"), {"schema_version": SCHEMA_VERSION, "rows": rows})
+    def write_metrics(self, rows: list[dict[str, Any]], infos: Mapping[str, MetricInfo] | None = None) -> None:
+        """The rows and, beside them, the :class:`MetricInfo` of each metric id the run's suites write."""
+        doc: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        if infos is not None:
+            doc["metrics"] = infos_to_document(infos.values())
+        atomic_write_json(self.file("metrics.json"), {**doc, "rows": rows})
 
     def read_metrics(self) -> list[dict[str, Any]]:
         path = self.file("metrics.json")
         return upgrade_metrics(_read_json(path)) if path.exists() else []
+
+    def read_metric_infos(self) -> dict[str, MetricInfo]:
+        """The run's metric infos (the schema-1 built-ins for a run written before it had them)."""
+        path = self.file("metrics.json")
+        return infos_from_document(_read_json(path)) if path.exists() else {}
 
     # scores.csv
     def write_scores(self, frame: pd.DataFrame) -> None:
@@ -177,6 +199,39 @@ class RunFolder:
         atomic_write_npz(path, arrays)
         return path
 
+    # curves/detection.json: ROC and PR points of the test scores (harness.metrics.curves)
+    def write_detection_curves(self, curves: dict[str, Any]) -> Path:
+        path = self.file(DETECTION_CURVES)
+        atomic_write_json(path, {"schema_version": SCHEMA_VERSION, **curves})
+        return path
+
+    def read_detection_curves(self) -> dict[str, Any] | None:
+        """None for a run written before the harness stored curves."""
+        path = self.file(DETECTION_CURVES)
+        return _versioned(_read_json(path), DETECTION_CURVES) if path.exists() else None
+
+    # the other files a report shows
+    def read_subjects(self) -> dict[str, str]:
+        """Image id -> subject from the split manifest (empty without split.csv)."""
+        path = self.file("split.csv")
+        if not path.is_file():
+            return {}
+        with path.open(encoding="utf-8", newline="") as fh:
+            return {row["path"]: row["subject"] for row in csv.DictReader(fh) if row.get("subject")}
+
+    def read_eda(self) -> dict[str, Any] | None:
+        path = self.file("eda/eda.json")
+        if not path.is_file():
+            return None
+        eda = _read_json(path)
+        return eda if isinstance(eda, dict) else None
+
+    def example_files(self) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(self.path.glob("examples/*.npz"))}
+
+    def eda_images(self) -> list[Path]:
+        return sorted(self.path.glob("eda/*.png"))
+
 
 def _read_json(path: Path) -> Any:
     try:
@@ -184,6 +239,16 @@ def _read_json(path: Path) -> Any:
             return json.load(fh)
     except json.JSONDecodeError as exc:
         raise SchemaError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _versioned(doc: Any, name: str) -> dict[str, Any]:
+    """A file that has been versioned from its first version on: refuse a newer one."""
+    if not isinstance(doc, dict):
+        raise SchemaError(f"{name} is not a JSON object")
+    if _version_of(doc) > SCHEMA_VERSION:
+        raise SchemaError(f"{name} schema version {_version_of(doc)} is newer than this harness reads "
+                          f"({SCHEMA_VERSION}); upgrade the harness")
+    return doc
 
 
 # ---------------------------------------------------------------- schema upgrades
@@ -220,10 +285,21 @@ def _upgrade_metrics_0_to_1(metrics: Any) -> dict[str, Any]:
     return {"rows": upgraded}
 
 
+def _upgrade_run_1_to_2(run: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 changed metrics.json only; run.json is as it was."""
+    return dict(run)
+
+
+def _upgrade_metrics_1_to_2(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 rows had no ``p_holm``: their paired p-values were never adjusted (and came from
+    the bootstrap, not the permutation test)."""
+    return {**metrics, "rows": [{**row, "p_holm": None} for row in metrics["rows"]]}
+
+
 # from-version -> step to the next version, for each file
 UPGRADES: dict[str, dict[int, Callable[[Any], Any]]] = {
-    "run": {0: _upgrade_run_0_to_1},
-    "metrics": {0: _upgrade_metrics_0_to_1},
+    "run": {0: _upgrade_run_0_to_1, 1: _upgrade_run_1_to_2},
+    "metrics": {0: _upgrade_metrics_0_to_1, 1: _upgrade_metrics_1_to_2},
 }
 
 
@@ -291,7 +367,9 @@ def load_run(path: str | Path) -> dict[str, Any]:
                      ("log", "log.txt")):
         if folder.file(rel).exists():
             files[key] = str(folder.file(rel))
-    files["examples"] = {p.stem: str(p) for p in sorted(folder.path.glob("examples/*.npz"))}
+    if folder.file(DETECTION_CURVES).exists():
+        files["detection_curves"] = str(folder.file(DETECTION_CURVES))
+    files["examples"] = {name: str(p) for name, p in folder.example_files().items()}
     files["curves"] = {p.parent.name: str(p) for p in sorted(folder.path.glob("methods/*/curves.json"))}
     return {"run_id": run.get("run_id", folder.run_id), "path": str(folder.path), "run": run,
             "metrics": folder.read_metrics(), "files": files}
@@ -300,13 +378,93 @@ def load_run(path: str | Path) -> dict[str, Any]:
 def list_runs(runs_dir: str | Path) -> list[dict[str, Any]]:
     """Every run under ``runs_dir``, oldest first; a run that cannot be read is listed as
     ``{"run_id", "path", "error"}`` rather than hiding the others."""
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
     out = []
-    for path in sorted(p for p in runs_dir.iterdir() if (p / "run.json").is_file()):
+    for path in run_folders(runs_dir):
         try:
             out.append(load_run(path))
         except (SchemaError, OSError, ValueError, KeyError) as exc:
             out.append({"run_id": path.name, "path": str(path), "error": f"{type(exc).__name__}: {exc}"})
     return out
+
+
+def run_folders(runs_dir: str | Path) -> list[Path]:
+    """Folders under ``runs_dir`` that hold a ``run.json``, sorted by name (oldest first)."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir() if p.is_dir() and (p / "run.json").is_file())
+
+
+# ---------------------------------------------------------------- reading a run for a report
+
+class RunReadError(SchemaError):
+    """A folder that looks like a run but whose ``run.json`` cannot be used."""
+
+
+@dataclass
+class RunData:
+    """A run folder as far as it can be read: what the report and ``compare`` show. A part that
+    could not be read is left empty and named in ``problems``, so a page still renders."""
+
+    path: Path
+    run: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    infos: dict[str, MetricInfo] = field(default_factory=dict)  # metric id -> how to show it
+    detection_curves: dict[str, Any] | None = None  # curves/detection.json; None for older runs
+    curves: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> training curves
+    examples: dict[str, Path] = field(default_factory=dict)  # method -> npz path
+    eda: dict[str, Any] | None = None
+    eda_images: list[Path] = field(default_factory=list)
+    subjects: dict[str, str] = field(default_factory=dict)  # image id -> subject (split.csv)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.run.get("run_id") or self.path.name)
+
+    @property
+    def status(self) -> str:
+        return str(self.run.get("status") or "unknown")
+
+    @property
+    def methods(self) -> dict[str, dict[str, Any]]:
+        methods = self.run.get("methods")
+        return methods if isinstance(methods, dict) else {}
+
+
+_UNREADABLE = (OSError, UnicodeDecodeError, csv.Error, SchemaError, TypeError, KeyError, ValueError)
+
+
+def read_run(path: str | Path) -> RunData:
+    """Read one run folder for a report, tolerating optional and damaged parts (a run still
+    going, a failed method, an older schema); raises :class:`RunReadError` only when
+    ``run.json`` itself is unusable."""
+    folder = RunFolder(path)
+    try:
+        run = folder.read_run()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunReadError(f"run.json unreadable: {exc}") from exc
+    except (SchemaError, TypeError, ValueError) as exc:
+        raise RunReadError(str(exc)) from exc
+    data = RunData(path=folder.path, run=run, examples=folder.example_files(), eda_images=folder.eda_images())
+
+    def part(name: str, read: Callable[[], Any], default: Any) -> Any:
+        try:
+            return read()
+        except _UNREADABLE as exc:
+            data.problems.append(f"{name} unreadable: {exc}")
+            return default
+
+    rows = part("metrics.json", folder.read_metrics, None)
+    if rows is not None:
+        data.metrics = [r for r in rows if isinstance(r, dict) and "method" in r and "metric" in r]
+        data.infos = part("metrics.json", folder.read_metric_infos, {})
+    data.detection_curves = part(DETECTION_CURVES, folder.read_detection_curves, None)
+    for curves in sorted(folder.path.glob("methods/*/curves.json")):
+        method = curves.parent.name
+        series = part(f"{method}/curves.json", lambda: _read_json(curves), None)
+        if isinstance(series, dict) and series:
+            data.curves[method] = series
+    data.eda = part("eda/eda.json", folder.read_eda, None)
+    data.subjects = part("split.csv", folder.read_subjects, {})
+    return data

@@ -36,12 +36,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
-from harness.api import ImageSet
+from harness.data.types import ImageSet
 from harness.imaging import blur, gaussian_kernel
 
 __all__ = [
     "MAP_KINDS", "SIGNED_KINDS", "AGGREGATES", "FALLBACK", "local_ssim", "gain_offset", "matched_residual",
-    "default_sigma", "anomaly_map", "aggregate", "pixel_auroc", "deployed_maps", "deploy", "select_scoring",
+    "SIGNED_SIGMA_PER_PX", "default_sigma", "anomaly_map", "aggregate", "pixel_auroc", "deployed_maps", "deploy", "select_scoring",
     "select_from_maps", "resize",
 ]
 
@@ -53,7 +53,7 @@ MAX_SELECTION_PIXELS = 200_000
 _TOP_FRACTION = {"top1": 0.01, "top5": 0.05}
 # 2 px at 64 px, scaling with the model's blur; kept on development seed 100 against 0, 1/64 and
 # 1/16 (validation pixel AUROC 0.644 / 0.661 / 0.660 / 0.634 for 0 / 1 / 2 / 4 px; docs/protocol.md)
-_SIGNED_SIGMA_PER_PX = 1 / 32
+SIGNED_SIGMA_PER_PX = 1 / 32
 _MIN_VARIANCE = 1e-10
 
 
@@ -109,19 +109,19 @@ def matched_residual(x: torch.Tensor, x_h: torch.Tensor, brain: torch.Tensor,
     return d
 
 
-def default_sigma(kind: str, size: int) -> float:
-    """Smoothing of a map kind at ``size`` px: 1 px for residual/ssim, size/32 for the signed
-    maps, whose blur artifacts grow with the image (and model) size."""
-    return size * _SIGNED_SIGMA_PER_PX if kind in SIGNED_KINDS else 1.0
+def default_sigma(kind: str, size: int, signed_per_px: float = SIGNED_SIGMA_PER_PX) -> float:
+    """Smoothing of a map kind at ``size`` px: 1 px for residual/ssim, ``size * signed_per_px``
+    (size/32 by default) for the signed maps, whose blur artifacts grow with the image (and model) size."""
+    return size * signed_per_px if kind in SIGNED_KINDS else 1.0
 
 
 def anomaly_map(x: torch.Tensor, x_h: torch.Tensor, brain: torch.Tensor, kind: str,
-                smooth_sigma: float | None = None) -> torch.Tensor:
+                smooth_sigma: float | None = None, signed_per_px: float = SIGNED_SIGMA_PER_PX) -> torch.Tensor:
     """(N, H, W) map of how much the healthy version differs at each brain pixel (>= 0, 0
     outside), for images of one size; ``smooth_sigma`` None means ``default_sigma(kind, W)``."""
     if kind not in MAP_KINDS:
         raise ValueError(f"unknown anomaly map {kind!r}; known: {', '.join(MAP_KINDS)}")
-    sigma = default_sigma(kind, x.shape[-1]) if smooth_sigma is None else smooth_sigma
+    sigma = default_sigma(kind, x.shape[-1], signed_per_px) if smooth_sigma is None else smooth_sigma
     if kind in SIGNED_KINDS:
         d = matched_residual(x, x_h, brain, sigma)
         signed = {"matched": d.abs(), "brighter": d.clamp(min=0.0), "darker": (-d).clamp(min=0.0)}
@@ -168,8 +168,8 @@ def pixel_auroc(maps: torch.Tensor, masks: torch.Tensor, brain: torch.Tensor,
     return float(roc_auc_score(truth, values))
 
 
-def deployed_maps(images: ImageSet, healthy: torch.Tensor,
-                  kinds: Iterable[str] = MAP_KINDS) -> dict[str, torch.Tensor]:
+def deployed_maps(images: ImageSet, healthy: torch.Tensor, kinds: Iterable[str] = MAP_KINDS,
+                  signed_per_px: float = SIGNED_SIGMA_PER_PX) -> dict[str, torch.Tensor]:
     """The maps as a method deploys them: made at ``healthy``'s size ((N, 1, s, s), the model's
     working size; the images and brain masks are resized to it), upsampled to the ImageSet's
     size and zeroed outside the ImageSet's brain mask. Both selection and scoring use this."""
@@ -182,14 +182,15 @@ def deployed_maps(images: ImageSet, healthy: torch.Tensor,
     inside = images.brain.squeeze(1).float()
     out = {}
     for kind in kinds:
-        m = anomaly_map(x, x_h, small.brain, kind)
+        m = anomaly_map(x, x_h, small.brain, kind, signed_per_px=signed_per_px)
         out[kind] = resize(m.unsqueeze(1), full).clamp(min=0).squeeze(1) * inside
     return out
 
 
-def deploy(images: ImageSet, healthy: torch.Tensor, selection: dict[str, Any]) -> tuple[np.ndarray, torch.Tensor]:
+def deploy(images: ImageSet, healthy: torch.Tensor, selection: dict[str, Any],
+           signed_per_px: float = SIGNED_SIGMA_PER_PX) -> tuple[np.ndarray, torch.Tensor]:
     """Image scores (N,) and maps (N, H, W) of the selected map and aggregate."""
-    maps = deployed_maps(images, healthy, [str(selection["map"])])[str(selection["map"])]
+    maps = deployed_maps(images, healthy, [str(selection["map"])], signed_per_px)[str(selection["map"])]
     return aggregate(maps, images.brain, str(selection["aggregate"])), maps
 
 
@@ -212,12 +213,14 @@ def _best(table: dict[str, float | None], keys: list[str]) -> str | None:
     return best
 
 
-def select_scoring(images: ImageSet, healthy: torch.Tensor,
-                   kinds: Iterable[str] = MAP_KINDS) -> dict[str, Any]:
+def select_scoring(images: ImageSet, healthy: torch.Tensor, kinds: Iterable[str] = MAP_KINDS,
+                   signed_per_px: float = SIGNED_SIGMA_PER_PX) -> dict[str, Any]:
     """Pick the anomaly map and its aggregate on validation ``images`` with healthy versions
-    ``healthy``, every candidate scored exactly as :func:`deploy` will score it."""
+    ``healthy``, every candidate scored exactly as :func:`deploy` will score it (the signed maps
+    smoothed with ``signed_per_px`` of the image size, as deployed)."""
     chosen = [k for k in MAP_KINDS if k in set(kinds)]
-    return select_from_maps(deployed_maps(images, healthy, chosen), images.brain, images.labels, images.masks)
+    return select_from_maps(deployed_maps(images, healthy, chosen, signed_per_px), images.brain, images.labels,
+                            images.masks)
 
 
 def select_from_maps(maps: dict[str, torch.Tensor], brain: torch.Tensor, labels: torch.Tensor,

@@ -3,37 +3,57 @@
 Why: with a few validation subjects, one seed's test AUROC moves by several points, and a
 comparison between methods is only as good as that spread; so the harness reports mean, standard
 deviation and range over seeds next to the single runs. Runs are grouped when everything but the
-seed (and the output folder) is equal: the resolved config, the harness version and the commit.
+seed, the train seed (and the output folder) is equal: the resolved config, the harness version
+and the commit.
 
-Paired differences (``auroc_delta``, ``ap_delta`` rows of :mod:`harness.metrics.paired`) get the
-same treatment plus the count of seeds on which the difference has the sign of its mean: "A beats
-B by 0.05 ± 0.03, on 5 of 5 seeds" is a finding; "on 3 of 5" is not, whatever one seed's p says.
+A seed makes a split (and, for the embedded cohort, the data); a train seed (``--train-seeds``)
+trains again on the same split. The split is the unit of every across-seed number: a method's
+value per seed is the mean over that split's trainings, and the spread separates the two kinds
+of noise (:attr:`SeedSpread.train_sd`, :attr:`SeedSpread.split_sd`), since on a dozen test
+subjects training alone can move AUROC as much as the gaps between methods.
+
+Which metrics are summarised, and which are paired differences, the runs say themselves: their
+metric infos (:mod:`harness.metric_info`, metrics.json ``metrics``). Paired differences (e.g.
+``auroc_delta``) are per seed the difference of the compared metric between two methods on the
+same split, with the count of seeds on which it has the sign of its mean. Against the fixed
+references (:data:`REFERENCES`) a pair is always method minus reference, chosen before any
+number is seen; the other pairs are exploratory. Whether a difference holds across seeds is
+tested on the harness side (:mod:`harness.seed_inference`), not here: this module is also the
+report's, which has no scipy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import statistics
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
-__all__ = ["SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread", "format_spread",
-           "format_paired", "paired_table"]
+from harness.metric_info import MetricInfo, paired_infos, summarised_infos
+from harness.results import FLOOR_METHOD
 
-SUMMARY_METRICS = ("auroc", "ap", "pixel_auroc", "dice")  # dice: at the validation-fixed threshold
-PAIRED_METRICS = ("auroc_delta", "ap_delta")
+__all__ = ["REFERENCES", "SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
+           "format_spread", "train_seed_of"]
+
+# the fixed references of paired comparisons, in this order: the intensity floor, the shortcut floor
+REFERENCES = ("intensity", FLOOR_METHOD)
 
 
 @dataclass(frozen=True)
 class SeedSpread:
-    """One method's metric over the seeds of a group; ``values`` in the order of ``seeds``."""
+    """One method's metric over the seeds of a group; ``values`` in the order of ``seeds``, each
+    the mean over that seed's ``trainings`` (its runs' values in train-seed order; empty when
+    not recorded, as in an older grid.json: one training per seed)."""
 
     method: str
     metric: str
     seeds: tuple[int, ...]
     values: tuple[float, ...]
+    trainings: tuple[tuple[float, ...], ...] = field(default=(), kw_only=True)
 
     @property
     def mean(self) -> float:
@@ -44,12 +64,36 @@ class SeedSpread:
         """Sample standard deviation; None for a single seed."""
         return statistics.stdev(self.values) if len(self.values) > 1 else None
 
+    @property
+    def train_sd(self) -> float | None:
+        """Training noise: the pooled SD of the trainings around their split's mean (same data,
+        other initialisation and data order); None when no split was trained twice."""
+        df = sum(len(t) - 1 for t in self.trainings)
+        if df == 0:
+            return None
+        return math.sqrt(sum((v - statistics.fmean(t)) ** 2 for t in self.trainings for v in t) / df)
+
+    @property
+    def split_sd(self) -> float | None:
+        """Split noise: the SD between the seeds' means less the training noise those means still
+        carry (``sd² - train_sd² · mean(1/trainings)``, floored at 0; the method of moments); 0
+        when every run shares one split; None without :attr:`train_sd` (``sd`` then holds both)."""
+        train = self.train_sd
+        if train is None:
+            return None
+        if self.sd is None:
+            return 0.0
+        carried = train ** 2 * statistics.fmean(1 / len(t) for t in self.trainings)
+        return math.sqrt(max(0.0, self.sd ** 2 - carried))
+
 
 @dataclass(frozen=True)
 class PairedSpread(SeedSpread):
-    """A paired difference ``method`` - ``other`` over the seeds of a group."""
+    """A paired difference ``method`` - ``other`` over the seeds of a group; ``exploratory``
+    unless ``other`` is the fixed reference of the pair (:data:`REFERENCES`)."""
 
     other: str
+    exploratory: bool = field(default=False, kw_only=True)
 
     @property
     def agree(self) -> int:
@@ -59,86 +103,95 @@ class PairedSpread(SeedSpread):
 
 
 def group_key(run: dict[str, Any]) -> str:
-    """Runs with the same key differ only in seed (and output folder)."""
+    """Runs with the same key differ only in seed, train seed (and output folder)."""
     config = dict(run.get("config") or {})
-    config.pop("seed", None)
-    config.pop("output", None)
+    for key in ("seed", "train_seed", "output"):
+        config.pop(key, None)
     blob = json.dumps([config, run.get("harness_version"), run.get("git_commit")], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def train_seed_of(run: dict[str, Any]) -> int:
+    """The seed the run's training started from: its config's ``train_seed``, else its seed."""
+    value = (run.get("config") or {}).get("train_seed")
+    return value if isinstance(value, int) else run["seed"]
 
 
 def seed_groups(runs: Iterable[tuple[dict[str, Any], list[dict[str, Any]]]],
                 ) -> dict[str, list[tuple[dict[str, Any], list[dict[str, Any]]]]]:
     """Complete runs (run.json, metrics rows) by :func:`group_key`, keeping groups of two or more
-    distinct seeds; within a group the latest run of each seed counts, seeds in ascending order."""
-    latest: dict[str, dict[int, tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
+    distinct (seed, train seed); within a group the latest run of each counts, in ascending order."""
+    latest: dict[str, dict[tuple[int, int], tuple[dict[str, Any], list[dict[str, Any]]]]] = {}
     for run, rows in runs:
         if run.get("status") != "complete" or not isinstance(run.get("seed"), int):
             continue
-        per_seed = latest.setdefault(group_key(run), {})
-        current = per_seed.get(run["seed"])
+        per_run = latest.setdefault(group_key(run), {})
+        key = (run["seed"], train_seed_of(run))
+        current = per_run.get(key)
         if current is None or str(run.get("created") or "") >= str(current[0].get("created") or ""):
-            per_seed[run["seed"]] = (run, rows)
-    return {key: [per_seed[s] for s in sorted(per_seed)] for key, per_seed in latest.items() if len(per_seed) > 1}
+            per_run[key] = (run, rows)
+    return {key: [per_run[k] for k in sorted(per_run)] for key, per_run in latest.items() if len(per_run) > 1}
 
 
-def spread(group: list[tuple[dict[str, Any], list[dict[str, Any]]]],
-           metrics: tuple[str, ...] = SUMMARY_METRICS) -> list[SeedSpread]:
-    """Per method and metric (overall test rows), the values over the group's seeds. A method
-    missing a value in some seed is summarised over the seeds that have one."""
-    found: dict[tuple[str, str], list[tuple[int, float]]] = {}
-    for run, rows in group:
+def _values(group: list[tuple[dict[str, Any], list[dict[str, Any]]]], metrics: Iterable[str],
+            ) -> dict[tuple[str, str], dict[int, list[float]]]:
+    """(method, metric) -> seed -> the overall test values of its trainings, in train-seed order."""
+    wanted = set(metrics)
+    found: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for run, rows in sorted(group, key=lambda item: (item[0]["seed"], train_seed_of(item[0]))):
         for row in rows:
             if (row.get("split") or "test") != "test" or (row.get("domain") or "all") != "all":
                 continue
-            if row.get("metric") in metrics and isinstance(row.get("value"), (int, float)):
-                found.setdefault((row["method"], row["metric"]), []).append((run["seed"], float(row["value"])))
+            if row.get("metric") in wanted and isinstance(row.get("value"), (int, float)):
+                found.setdefault((row["method"], row["metric"]), {}).setdefault(run["seed"], []).append(
+                    float(row["value"]))
+    return found
+
+
+def spread(group: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+           infos: Mapping[str, MetricInfo]) -> list[SeedSpread]:
+    """Per method and summarised metric of ``infos`` (overall test rows), the values over the
+    group's seeds (each the mean over the seed's trainings), in the infos' order. A method missing
+    a value in some seed is summarised over the seeds that have one."""
+    metrics = tuple(i.id for i in summarised_infos(infos))
+    found = _values(group, metrics)
     out = []
-    for (method, metric), pairs in sorted(found.items(), key=lambda kv: (kv[0][0], metrics.index(kv[0][1]))):
-        pairs.sort()
-        out.append(SeedSpread(method, metric, tuple(s for s, _ in pairs), tuple(v for _, v in pairs)))
+    for (method, metric), per_seed in sorted(found.items(), key=lambda kv: (kv[0][0], metrics.index(kv[0][1]))):
+        seeds = tuple(sorted(per_seed))
+        out.append(SeedSpread(method, metric, seeds, tuple(statistics.fmean(per_seed[s]) for s in seeds),
+                              trainings=tuple(tuple(per_seed[s]) for s in seeds)))
     return out
 
 
 def paired_spread(group: list[tuple[dict[str, Any], list[dict[str, Any]]]],
-                  metrics: tuple[str, ...] = PAIRED_METRICS) -> list[PairedSpread]:
-    """Per pair of methods and paired metric, the differences over the group's seeds, one entry
-    per unordered pair, oriented so that its mean is >= 0 (the winner first)."""
-    found: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
-    for run, rows in group:
-        for row in rows:
-            if (row.get("split") or "test") != "test" or (row.get("domain") or "all") != "all":
-                continue
-            if row.get("metric") in metrics and row.get("other") and isinstance(row.get("value"), (int, float)):
-                found.setdefault((row["method"], row["other"], row["metric"]), []).append((run["seed"], float(row["value"])))
+                  infos: Mapping[str, MetricInfo]) -> list[PairedSpread]:
+    """Per pair of methods and paired metric of ``infos`` (e.g. ``auroc_delta``), the per-seed
+    differences of the metric it compares (``paired_of``; each seed's mean over its trainings) on
+    the seeds both methods have: the same split, so the same test images. A pair with a reference
+    is the method minus the reference (of two references, the intensity floor minus the shortcut
+    floor); the other pairs, exploratory, put the winner first (its mean >= 0, or <= 0 for a
+    metric where lower is better). References first, then the exploratory pairs."""
+    paired = paired_infos(infos)
+    found = _values(group, {i.paired_of for i in paired})
+    rank = {name: k for k, name in enumerate(REFERENCES)}
     out = []
-    for (method, other, metric), pairs in found.items():
-        pairs.sort()
-        item = PairedSpread(method, metric, tuple(s for s, _ in pairs), tuple(v for _, v in pairs), other)
-        mirror = (other, method, metric) in found
-        if not mirror or item.mean > 0 or (item.mean == 0 and method < other):
-            out.append(item)
-    return sorted(out, key=lambda i: (i.method, i.other, metrics.index(i.metric)))
-
-
-def format_paired(item: PairedSpread, digits: int = 3) -> str:
-    """``+mean ± sd, same sign on k/n seeds``."""
-    sd = "" if item.sd is None else f" ± {item.sd:.{digits}f}"
-    return f"{item.mean:+.{digits}f}{sd}, same sign on {item.agree}/{len(item.values)} seeds"
-
-
-def paired_table(items: list[PairedSpread]) -> str:
-    """Plain-text table of the paired differences across seeds (for ``run --seeds``)."""
-    if not items:
-        return "paired differences across seeds: none (fewer than two methods completed)"
-    lines = [["method", "minus", "metric", "seeds", "mean ± sd, sign agreement", "per seed"]]
-    for item in items:
-        lines.append([item.method, item.other, item.metric, ",".join(map(str, item.seeds)), format_paired(item),
-                      " ".join(f"{v:+.3f}" for v in item.values)])
-    widths = [max(len(r[i]) for r in lines) for i in range(len(lines[0]))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join(["paired differences across seeds (test split, same images per seed):", fmt.format(*lines[0]),
-                      fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines[1:])])
+    for info in paired:
+        better = -1.0 if info.higher_is_better is False else 1.0
+        methods = sorted(m for m, metric in found if metric == info.paired_of)
+        for a, b in combinations(methods, 2):
+            va, vb = found[a, info.paired_of], found[b, info.paired_of]
+            seeds = tuple(s for s in sorted(va) if s in vb)
+            if not seeds:
+                continue
+            diffs = tuple(statistics.fmean(va[s]) - statistics.fmean(vb[s]) for s in seeds)
+            reference = max(rank.get(a, -1), rank.get(b, -1)) >= 0
+            keep = rank.get(b, -1) > rank.get(a, -1) if reference else better * statistics.fmean(diffs) >= 0
+            method, other = (a, b) if keep else (b, a)
+            out.append(PairedSpread(method, info.id, seeds, diffs if keep else tuple(-d for d in diffs), other,
+                                    exploratory=not reference))
+    order = [i.id for i in paired]
+    return sorted(out, key=lambda i: (i.exploratory, rank.get(i.other, len(rank)), i.method, i.other,
+                                      order.index(i.metric)))
 
 
 def format_spread(item: SeedSpread, digits: int = 3) -> str:

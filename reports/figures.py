@@ -1,25 +1,29 @@
 """Report figures: the forest plot, ROC and PR curves, training curves, example image grids.
 
-Only numpy and matplotlib: the site builds without torch or scikit-learn (``reports.curves``
-reproduces sklearn's curves). Figures are drawn with matplotlib's object API on an Agg canvas (no pyplot global state, no
-display needed) and saved without timestamps, so a re-render gives the same bytes.
+Only numpy and matplotlib: the site builds without torch or scikit-learn. Nothing is computed
+here: ROC and PR curves are drawn from the points the run stored (``curves/detection.json``,
+:mod:`harness.metrics.curves`). Figures are drawn with matplotlib's object API on an Agg canvas
+(no pyplot global state, no display needed) and saved atomically without timestamps, so a
+re-render gives the same bytes.
 Text from users (image ids) is drawn with ``parse_math=False`` so a ``$`` in a file name is
 shown, not parsed as mathtext.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from reports.curves import average_precision, precision_recall_curve, roc_auc, roc_curve
+from harness.atomic import atomic_write_bytes
 
 __all__ = ["Interval", "detection_curves", "training_curves", "example_grid", "forest_plot", "GRID_COLUMNS"]
 
@@ -31,50 +35,70 @@ GRID_COLUMNS = (("real", "real"), ("translated", "translated"), ("map", "residua
 
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
-def detection_curves(per_method: Mapping[str, tuple[np.ndarray, np.ndarray]], roc_path: Path,
-                     pr_path: Path) -> list[str]:
-    """ROC and PR curves of every method on one axis each; returns notes on skipped methods.
+def _points(entry: Mapping[str, Any], key: str, x: str, y: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (x, y) arrays of one stored curve, or None when they are missing or malformed."""
+    curve = entry.get(key)
+    if not isinstance(curve, Mapping):
+        return None
+    try:
+        xs, ys = np.asarray(curve[x], dtype=float), np.asarray(curve[y], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (xs, ys) if xs.ndim == 1 and xs.shape == ys.shape and xs.size >= 2 else None
 
-    ``per_method`` maps a method to (labels 0/1, scores) of the test split. AP is the step-wise
-    average precision (as sklearn computes it) and the PR plot shows its chance level (the tumor share).
+
+def _label(method: str, metric: str, value: Any) -> str:
+    return f"{method} ({metric} {value:.3f})" if isinstance(value, (int, float)) and math.isfinite(value) else method
+
+
+def detection_curves(methods: Mapping[str, Any], roc_path: Path, pr_path: Path) -> list[str]:
+    """ROC and PR curves of every method on one axis each, from the run's stored points (the
+    ``methods`` of curves/detection.json); returns notes on methods left out or partly left out.
+
+    The legends show the stored AUROC and AP (the step-wise AP, as metrics.json holds it); the PR
+    plot shows AP's chance level, the tumor share of the test images.
     """
     notes: list[str] = []
-    usable: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for method, (labels, scores) in per_method.items():
-        finite = np.isfinite(scores)
-        labels, scores = labels[finite], scores[finite]
-        if len(np.unique(labels)) < 2:
-            notes.append(f"{method}: test scores hold one class only; no curve")
+    usable: dict[str, tuple[Mapping[str, Any], tuple, tuple]] = {}
+    for method, entry in methods.items():
+        entry = entry if isinstance(entry, Mapping) else {}
+        roc = _points(entry, "roc", "fpr", "tpr")
+        pr = _points(entry, "pr", "recall", "precision")
+        if entry.get("note"):
+            notes.append(f"{method}: {entry['note']}")
+        if roc is None or pr is None:
+            if not entry.get("note"):
+                notes.append(f"{method}: no stored curve points")
             continue
-        if (~finite).any():
-            notes.append(f"{method}: {int((~finite).sum())} non-finite scores left out of the curves")
-        usable[method] = (labels, scores)
+        usable[method] = (entry, roc, pr)
     if not usable:
         return notes
-    roc = Figure(figsize=(5.2, 4.6))
-    pr = Figure(figsize=(5.2, 4.6))
-    ax_roc, ax_pr = roc.add_subplot(), pr.add_subplot()
+    roc_fig = Figure(figsize=(5.2, 4.6))
+    pr_fig = Figure(figsize=(5.2, 4.6))
+    ax_roc, ax_pr = roc_fig.add_subplot(), pr_fig.add_subplot()
     ax_roc.plot([0, 1], [0, 1], color="0.6", linestyle=":", label="chance")
-    prevalence = float(np.mean(next(iter(usable.values()))[0]))
-    ax_pr.axhline(prevalence, color="0.6", linestyle=":", label=f"chance (AP = {prevalence:.3f})")
-    for method, (labels, scores) in usable.items():
-        fpr, tpr = roc_curve(labels, scores)
-        ax_roc.plot(fpr, tpr, label=f"{method} (AUROC {roc_auc(labels, scores):.3f})")
-        precision, recall = precision_recall_curve(labels, scores)
-        ax_pr.step(recall, precision, where="post", label=f"{method} (AP {average_precision(labels, scores):.3f})")
+    first = next(iter(usable.values()))[0]
+    n, positives = first.get("n"), first.get("positives")
+    if isinstance(n, int) and isinstance(positives, int) and n > 0:
+        prevalence = positives / n
+        ax_pr.axhline(prevalence, color="0.6", linestyle=":", label=f"chance (AP = {prevalence:.3f})")
+    for method, (entry, (fpr, tpr), (recall, precision)) in usable.items():
+        ax_roc.plot(fpr, tpr, label=_label(method, "AUROC", entry.get("auroc")))
+        ax_pr.step(recall, precision, where="post", label=_label(method, "AP", entry.get("ap")))
     for ax, xlabel, ylabel, title in ((ax_roc, "false positive rate", "true positive rate", "ROC (test)"),
                                       (ax_pr, "recall", "precision", "Precision-recall (test)")):
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel=xlabel, ylabel=ylabel, title=title)
         ax.grid(alpha=0.3)
         for text in ax.legend(loc="lower right" if ax is ax_roc else "lower left", fontsize=8).get_texts():
             text.set_parse_math(False)
-    _save(roc, roc_path)
-    _save(pr, pr_path)
+    _save(roc_fig, roc_path)
+    _save(pr_fig, pr_path)
     return notes
 
 

@@ -19,13 +19,15 @@ from typing import Any
 
 import jinja2
 
+from harness.atomic import atomic_write_bytes
+from harness.metric_info import merge_infos
 from harness.seed_summary import format_spread, seed_groups, spread
 from reports.escape import MyST, escape_text, slug
 from reports.grids import Grid, grid_sections, read_grids
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
 from reports.run_page import method_label, ordered_methods, run_context, supervision_label
 from reports.run_state import run_state
-from reports.tables import DETECTION, PIXEL, MetricIndex, fmt_compact, md_table, short_hash
+from reports.tables import MetricIndex, fmt_compact, md_table, short_hash
 
 __all__ = ["report_command", "render_all", "RenderSummary", "ensure_index", "ensure_placeholder", "environment", "write_if_changed",
            "STAMP_PREFIX"]
@@ -64,10 +66,7 @@ def write_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` unless the file already holds it (keeps mtimes of unchanged pages)."""
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_bytes(path, text.encode("utf-8"))
     return True
 
 
@@ -177,21 +176,21 @@ def _unfinished(runs: list[RunData]) -> list[dict[str, MyST]]:
     return out
 
 
-_SPREAD_LABELS = dict(DETECTION + PIXEL)  # metric key -> the column title the run pages use
-
-
 def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
     """For each set of complete runs that differ only in their seed: the spread of every
-    method's test AUROC, AP, pixel AUROC and Dice over the seeds, with links to the runs."""
+    method's summarised metrics (the runs' infos say which: AUROC, AP, pixel AUROC, Dice and any
+    a plugin suite adds) over the seeds, with links to the runs."""
     tables = []
+    infos_of = {data.run_id: data.infos for data in runs}
     groups = seed_groups((data.run, data.metrics) for data in runs)
     for group in sorted(groups.values(), key=lambda g: str(g[-1][0].get("created") or ""), reverse=True):
         first = group[0][0]
         dataset = first.get("dataset") if isinstance(first.get("dataset"), dict) else {}
         commit = str(first.get("git_commit") or "no commit")[:12]
         title = f"{first.get('profile')} profile, {dataset.get('name')}, harness {first.get('harness_version')} ({commit})"
-        rows = [[MyST(f"**{escape_text(item.method)}**"), _SPREAD_LABELS.get(item.metric, item.metric), ", ".join(map(str, item.seeds)),
-                 MyST(escape_text(format_spread(item)))] for item in spread(group)]
+        infos = merge_infos(*(infos_of.get(str(info.get("run_id")), {}) for info, _ in group))
+        rows = [[MyST(f"**{escape_text(item.method)}**"), infos[item.metric].title, ", ".join(map(str, item.seeds)),
+                 MyST(escape_text(format_spread(item, infos[item.metric].digits)))] for item in spread(group, infos)]
         links = [MyST(f"[{escape_text(info['run_id'])}]({slug(str(info['run_id']))}.md)") for info, _ in group]
         tables.append({"title": escape_text(title), "runs": MyST(", ".join(links)),
                        "table": md_table(["Method", "Metric", "Seeds", "Mean ± sd (min-max)"], rows)})

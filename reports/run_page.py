@@ -2,7 +2,12 @@
 
 The page reads results first: a headline table (each method's AUROC, AP, pixel AUROC and Dice
 with CIs, in compact cells) and a forest plot, then the detail tables and figures, then what ran
-and the dataset. Rows of a metric the page does not know still appear (under "Other metrics").
+and the dataset. Methods keep the run's order everywhere and the paired tables subtract the
+references fixed in advance (``PAIRED_REFERENCES``): a page that sorted or picked a "best" by its
+test numbers would test the winner of a selection made on the same data. Titles, digits and
+directions come from the run's metric infos (metrics.json ``metrics``); a metric family the
+page does not lay out (a plugin suite's) gets a table of its own, and rows of a metric the run
+does not describe still appear (under "Other metrics").
 """
 
 from __future__ import annotations
@@ -16,32 +21,32 @@ from typing import Any
 
 import numpy as np
 
-from harness.results import FLOOR_METHOD, ROW_KEYS, STRATUM_PREFIX
+from harness.metric_info import MetricInfo, paired_infos
+from harness.results import FLOOR_METHOD, PAIRED_REFERENCES, ROW_KEYS, STRATUM_PREFIX
 from reports import figures
 from reports.eda_section import eda_sections
 from reports.escape import MyST, escape_text, fence, slug
 from reports.grid_cases import distinct_subject_rows
 from reports.reader import RunData
 from reports.run_state import run_state
-from reports.tables import (DASH, GENERATIVE, PIXEL, SUPERVISION, MetricIndex, fmt, fmt_compact, fmt_metric,
-                            is_number, md_table, short_hash)
+from reports.tables import (DASH, SUPERVISION, MetricIndex, fmt, fmt_compact, fmt_metric, info_of, is_number,
+                            md_table, short_hash)
 
 __all__ = ["SHOWS_RESULTS", "run_context", "identity_rows", "metrics_csv", "method_label", "ordered_methods",
            "supervision_label"]
 
 SHOWS_RESULTS = ("complete", "failed")  # "failed": some method failed; the others have results
-PAIRED = ("auroc_delta", "ap_delta")
 _AT_THRESHOLD = ("sensitivity", "specificity", "balanced_accuracy")
 _BOOTSTRAP_UNITS = {"subject": "whole subjects (slices of one subject are not independent)",
                     "image": "images (the dataset names no subjects)"}
 DOMAINS = {"tumor": "Tumor", "no_tumor": "No tumor"}
 FEATURE_SPACES = ("mri-resnet18", "inception-v3")
-_GENERATIVE_TITLES = {"fid": "FID", "fid_reference": "Reference FID (real vs real)", "fid_relative": "Relative FID",
-                      "kid": "KID", "is": "IS", "isc": "IS", "target_rate": "Target rate",
-                      "target_rate_real": "Target rate of real images (ceiling)"}
-# every metric some table of the page shows; the rest go to "Other metrics"
-_SHOWN = ({"auroc", "ap", "ap_chance", "dice", "dice_oracle", *_AT_THRESHOLD, *PAIRED}
-          | {m for m, _ in PIXEL})
+# The metrics the page's own tables lay out (headline, threshold, strata; paired differences have
+# theirs, rows with a feature space the generative tables). Any other metric the run describes
+# gets a table of its family; one it does not describe goes to "Other metrics": nothing is dropped.
+# Titles, digits and directions come from the run's infos (metrics.json ``metrics``).
+_LAID_OUT = {"auroc", "ap", "ap_chance", "pixel_auroc", "pixel_ap", "dice", "dice_oracle", *_AT_THRESHOLD}
+_ARROWS = {True: " ↑", False: " ↓", None: ""}
 
 
 def method_label(name: str) -> MyST:
@@ -150,26 +155,27 @@ def _subject_counts(data: RunData) -> MyST | None:
     return md_table(["split", "with tumor", "without"] + names, rows)
 
 
-def _chance(index: MetricIndex, names: list[str]) -> tuple[str, dict[str, str]]:
+def _chance(data: RunData, index: MetricIndex, names: list[str]) -> tuple[str, dict[str, str]]:
     """AP's chance level: in the column title when every method shares it, else per cell."""
     levels = {n: fmt(row.get("value")) for n in names if (row := index.get(n, "ap_chance")) and is_number(row.get("value"))}
+    title = info_of(data.infos, "ap").title
     if levels and len(set(levels.values())) == 1:
-        return f"AP (chance {next(iter(levels.values()))})", {}
-    return "AP", levels
+        return f"{title} (chance {next(iter(levels.values()))})", {}
+    return title, levels
 
 
 def _headline(data: RunData, index: MetricIndex, names: list[str]) -> MyST | None:
     """Method | Supervision | AUROC | AP | Pixel AUROC | Dice: the numbers a reader came for."""
     if not names:
         return None
-    ap_title, per_cell_chance = _chance(index, names)
-    columns: list[tuple[str, str]] = [("auroc", "AUROC"), ("ap", ap_title)]
+    ap_title, per_cell_chance = _chance(data, index, names)
+    columns: list[tuple[str, str]] = [("auroc", info_of(data.infos, "auroc").title), ("ap", ap_title)]
     if index.has("pixel_auroc"):
-        columns.append(("pixel_auroc", "Pixel AUROC"))
+        columns.append(("pixel_auroc", info_of(data.infos, "pixel_auroc").title))
     if index.has("dice"):
-        columns.append(("dice", "Dice"))
+        columns.append(("dice", info_of(data.infos, "dice").title))
     elif index.has("dice_oracle"):  # older runs' best_dice is read as dice_oracle (harness.results)
-        columns.append(("dice_oracle", "Dice (oracle threshold)"))
+        columns.append(("dice_oracle", info_of(data.infos, "dice_oracle").title))
     rows = []
     for name in names:
         info = data.methods.get(name)
@@ -187,61 +193,83 @@ def _headline(data: RunData, index: MetricIndex, names: list[str]) -> MyST | Non
     return md_table(["Method", "Supervision"] + [title for _, title in columns], rows)
 
 
-def _best(index: MetricIndex, names: list[str]) -> str | None:
-    """The method with the highest test AUROC (the shortcut floor is a reference, not a contender)."""
-    scored = [(row["value"], n) for n in names if n != FLOOR_METHOD
-              and (row := index.get(n, "auroc")) and is_number(row.get("value"))]
-    return max(scored)[1] if scored else None
+def _reference_title(reference: str) -> str:
+    """How the page names a reference of the paired tests."""
+    names = {FLOOR_METHOD: "the shortcut floor", "intensity": "the intensity floor (intensity)"}
+    return names.get(reference, reference)
 
 
-def _paired_rows(data: RunData, metric: str, best: str | None, with_floor: bool) -> list[dict[str, Any]]:
-    """The paired rows worth reading, largest first: the best method minus each other method and,
-    with ``with_floor``, every other method minus the shortcut floor (does it beat the shortcut?).
-    All ordered pairs stay in metrics.csv."""
-    rows = [r for r in data.metrics if r.get("metric") == metric and r.get("other") and is_number(r.get("value"))
-            and (r.get("split") or "test") == "test" and r.get("domain", "all") == "all"]
-    kept = [r for r in rows if r["method"] == best
-            or (with_floor and r["other"] == FLOOR_METHOD and r["method"] not in (best, FLOOR_METHOD))]
-    return sorted(kept, key=lambda r: (r["method"] != best, -r["value"]))
+def _against(data: RunData, metric: str | None, reference: str, names: list[str]) -> list[dict[str, Any]]:
+    """Each method minus ``reference`` (a reference fixed in advance, never the best on test), in
+    the page's method order: the comparisons the harness tested and Holm-adjusted as one family.
+    The shortcut floor is no method, so it is never shown minus another reference."""
+    rows = {r["method"]: r for r in data.metrics if r.get("metric") == metric and r.get("other") == reference
+            and (r.get("split") or "test") == "test" and r.get("domain", "all") == "all"}
+    return [rows[n] for n in names if n in rows and n not in (reference, FLOOR_METHOD)]
 
 
-def _forest(data: RunData, index: MetricIndex, names: list[str], fig_dir: Path) -> tuple[Path | None, bool]:
-    """The forest plot, and whether it has the panel of paired differences."""
+def _forest(data: RunData, index: MetricIndex, names: list[str], fig_dir: Path) -> tuple[Path | None, str | None]:
+    """The forest plot in the page's method order, and the reference its panel of paired
+    differences subtracts (the first of :data:`PAIRED_REFERENCES` the run paired), if any."""
     methods = [figures.Interval(name, row["value"], row.get("ci_low"), row.get("ci_high"))
                for name in names if (row := index.get(name, "auroc")) and is_number(row.get("value"))]
-    methods.sort(key=lambda r: -r.value)
+    metric = _delta_of(data, "auroc")
+    reference = next((r for r in PAIRED_REFERENCES if _against(data, metric, r, names)), None)
     deltas = [figures.Interval(f"{row['method']} − {row['other']}", row["value"], row.get("ci_low"),
                                row.get("ci_high"))
-              for row in _paired_rows(data, "auroc_delta", _best(index, names), with_floor=False)]
-    return figures.forest_plot(methods, deltas, fig_dir / "forest.png"), bool(deltas)
+              for row in _against(data, metric, reference, names) if is_number(row.get("value"))] if reference else []
+    return figures.forest_plot(methods, deltas, fig_dir / "forest.png"), reference if deltas else None
 
 
-def _p(row: dict[str, Any] | None) -> MyST:
-    p = (row or {}).get("p_value")
+def _delta_of(data: RunData, metric: str) -> str | None:
+    """The run's paired-difference metric of ``metric`` (e.g. auroc_delta for auroc), if any."""
+    return next((i.id for i in paired_infos(data.infos) if i.paired_of == metric), None)
+
+
+def _p(row: dict[str, Any] | None, key: str = "p_value") -> MyST:
+    p = (row or {}).get(key)
     if not is_number(p):
         return DASH
     return MyST("< 0.001") if p < 0.001 else fmt(p, 3)
 
 
-def _paired_table(data: RunData, index: MetricIndex, names: list[str]) -> MyST | None:
-    """Paired differences (method − other) on the same test images: CI and p-value per pair."""
-    auroc = _paired_rows(data, "auroc_delta", _best(index, names), with_floor=True)
-    if not auroc:
-        return None
-    ap = {(r["method"], r["other"]): r for r in data.metrics if r.get("metric") == "ap_delta" and r.get("other")}
-    rows = []
-    for row in auroc:
-        ap_row = ap.get((row["method"], row["other"]))
-        rows.append([method_label(str(row["method"])), method_label(str(row["other"])), fmt_compact(row), _p(row),
-                     fmt_compact(ap_row), _p(ap_row)])
-    return md_table(["Method", "minus", "Δ AUROC", "p", "Δ AP", "p"], rows)
+def _paired_tables(data: RunData, names: list[str]) -> list[dict[str, Any]]:
+    """One table per fixed reference the run paired: each method minus it, per paired metric the
+    difference with its CI, the raw p-value and the Holm-adjusted one (both from metrics.json),
+    and the rows' notes (which test, on how many subjects, which Holm family) once each."""
+    metrics = [i for i in paired_infos(data.infos) if any(r.get("metric") == i.id for r in data.metrics)]
+    tables = []
+    for reference in PAIRED_REFERENCES:
+        shown = {i.id: {r["method"]: r for r in _against(data, i.id, reference, names)} for i in metrics}
+        methods = [n for n in names if any(n in rows for rows in shown.values())]
+        if not methods:
+            continue
+        rows = []
+        for name in methods:
+            cells: list[Any] = [method_label(name), supervision_label(data, name)]
+            for info in metrics:
+                found = shown[info.id].get(name)
+                cells += [fmt_compact(found, info.digits), _p(found), _p(found, "p_holm")]
+            rows.append(cells)
+        header = ["Method", "Supervision"] + [h for i in metrics for h in (i.title, "p", "p (Holm)")]
+        notes = dict.fromkeys(str(r["note"]) for rows_of in shown.values() for r in rows_of.values() if r.get("note"))
+        tables.append({"reference": escape_text(_reference_title(reference)), "table": md_table(header, rows),
+                       "notes": [escape_text(n) for n in notes]})
+    return tables
+
+
+def _unadjusted(data: RunData) -> bool:
+    """A run from before the permutation test (schema 1): paired p-values, none Holm-adjusted."""
+    paired = [r for r in data.metrics if r.get("other")]
+    return any(is_number(r.get("p_value")) for r in paired) and not any(is_number(r.get("p_holm")) for r in paired)
 
 
 def _threshold_table(data: RunData, index: MetricIndex, names: list[str]) -> tuple[MyST | None, list[MyST]]:
     """Rates at the validation threshold, the pixel metrics, and the notes of unavailable values."""
-    columns = [("sensitivity", "Sensitivity"), ("specificity", "Specificity"), ("balanced_accuracy", "Balanced acc.")]
-    columns += [(m, t) for m, t in (("pixel_ap", "Pixel AP"), ("dice", "Dice (val threshold)"),
-                                    ("dice_oracle", "Dice (threshold chosen on test: oracle)")) if index.has(m)]
+    title = {m: info_of(data.infos, m).title for m in (*_AT_THRESHOLD, "pixel_ap", "dice", "dice_oracle")}
+    columns = [(m, title[m]) for m in _AT_THRESHOLD]
+    columns += [(m, t) for m, t in (("pixel_ap", title["pixel_ap"]), ("dice", f"{title['dice']} (val threshold)"),
+                                    ("dice_oracle", title["dice_oracle"])) if index.has(m)]
     rows, notes = [], defaultdict(list)  # (method, note) -> the metrics it explains
     for name in names:
         info = data.methods.get(name, {})
@@ -266,24 +294,54 @@ def _threshold_table(data: RunData, index: MetricIndex, names: list[str]) -> tup
     return md_table(["Method", "Threshold (from val)"] + [t for _, t in columns], rows), notes_md
 
 
+def _overall(data: RunData) -> list[dict[str, Any]]:
+    """The overall test rows outside the generative tables and the paired differences."""
+    return [r for r in data.metrics if not r.get("feature_space") and not r.get("other")
+            and str(r.get("domain") or "all") == "all" and (r.get("split") or "test") == "test"]
+
+
+def _family_tables(data: RunData, names: list[str]) -> list[dict[str, Any]]:
+    """One table per family of the metrics the run describes that no table above lays out (a
+    plugin suite's): Method | Supervision | a column per metric, titled with its direction."""
+    index = MetricIndex(_overall(data))
+    families: dict[str, list[MetricInfo]] = {}
+    for info in data.infos.values():
+        if info.id not in _LAID_OUT and info.paired_of is None and index.has(info.id):
+            families.setdefault(info.family, []).append(info)
+    tables = []
+    for family, infos in families.items():
+        rows, notes = [], defaultdict(list)  # note -> the cells it explains
+        for name in [n for n in names if any(index.get(n, i.id) for i in infos)]:
+            rows.append([method_label(name), supervision_label(data, name)]
+                        + [fmt_compact(index.get(name, i.id), i.digits) for i in infos])
+            for info in infos:
+                note = (index.get(name, info.id) or {}).get("note")
+                if note:
+                    notes[str(note)].append(f"{name} {info.title}")
+        header = ["Method", "Supervision"] + [f"{i.title}{_ARROWS[i.higher_is_better]}" for i in infos]
+        tables.append({"title": escape_text(family[:1].upper() + family[1:]), "table": md_table(header, rows),
+                       "notes": [escape_text(f"{', '.join(cells)}: {note}") for note, cells in notes.items()]})
+    return tables
+
+
 def _other_metrics(data: RunData) -> MyST | None:
-    """Rows of metrics no other table shows, as they are: the page never drops a result."""
-    rows = [r for r in data.metrics if not r.get("feature_space") and str(r.get("domain") or "all") == "all"
-            and r.get("metric") not in _SHOWN and (r.get("split") or "test") == "test"]
+    """Rows of metrics the run does not describe, as they are: the page never drops a result."""
+    rows = [r for r in _overall(data) if r.get("metric") not in _LAID_OUT and r.get("metric") not in data.infos]
     if not rows:
         return None
     return md_table(["Method", "Metric", "Value", "n", "Note"],
-                    [[method_label(str(r["method"])), r["metric"], fmt_metric(str(r["metric"]), r), r.get("n"),
-                      r.get("note")] for r in rows])
+                    [[method_label(str(r["method"])), r["metric"], fmt_metric(r, info_of(data.infos, str(r["metric"]))),
+                      r.get("n"), r.get("note")] for r in rows])
 
 
-def _strata_table(index: MetricIndex, names: list[str]) -> tuple[MyST | None, list[MyST]]:
+def _strata_table(data: RunData, index: MetricIndex, names: list[str]) -> tuple[MyST | None, list[MyST]]:
     """Method x stratum: test images, tumor share, AUROC and AP with CIs, sensitivity and
     specificity at the validation threshold; and the notes of values not computed."""
     strata = index.strata()
     if not strata:
         return None, []
-    header = ["Method", "Stratum", "Test images", "Tumor share", "AUROC", "AP", "Sensitivity", "Specificity"]
+    header = ["Method", "Stratum", "Test images", "Tumor share"] + [
+        info_of(data.infos, m).title for m in ("auroc", "ap", "sensitivity", "specificity")]
     rows, notes = [], []
     for method in names:
         for stratum in strata:
@@ -310,7 +368,7 @@ def _failures(data: RunData) -> list[dict[str, Any]]:
     return out
 
 
-def _generative(index: MetricIndex) -> list[dict[str, Any]]:
+def _generative(data: RunData, index: MetricIndex) -> list[dict[str, Any]]:
     """Per method and feature space: Domain | the generative metrics present | n, and notes."""
     tables = []
     for method in index.methods():
@@ -318,33 +376,24 @@ def _generative(index: MetricIndex) -> list[dict[str, Any]]:
                             key=lambda s: (FEATURE_SPACES.index(s) if s in FEATURE_SPACES else 9, s)):
             domains = index.generative_domains(method)
             present = {k[3] for k in index.rows if k[0] == method and k[4] == space}
-            metrics = [m for m in GENERATIVE if m in present] + sorted(present - set(GENERATIVE))
+            metrics = [m for m in data.infos if m in present] + sorted(present - set(data.infos))
             rows, notes = [], defaultdict(list)  # note -> the cells it explains
             for domain in domains:
                 cells: list[Any] = [DOMAINS.get(domain, domain)]
                 n = None
                 for metric in metrics:
                     found = index.get(method, metric, domain, space)
-                    cells.append(fmt_metric(metric, found))
+                    cells.append(fmt_metric(found, info_of(data.infos, metric)))
                     n = n or (found or {}).get("n")
                     if found is not None and found.get("note"):
                         notes[str(found["note"])].append(f"{DOMAINS.get(domain, domain)} {metric}")
                 rows.append(cells + [n])
-            header = ["Into domain"] + [_GENERATIVE_TITLES.get(m, m) for m in metrics] + ["n"]
+            header = ["Into domain"] + [info_of(data.infos, m).title for m in metrics] + ["n"]
             total = len(metrics) * len(rows)
             tables.append({"method": escape_text(method), "space": escape_text(space), "table": md_table(header, rows),
                            "notes": [escape_text(f"{'All values' if len(cells) == total else ', '.join(cells)}: {note}")
                                      for note, cells in notes.items()]})
     return tables
-
-
-def _scores_by_method(data: RunData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    grouped: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for row in data.scores:
-        if row["split"] == "test":
-            grouped[row["method"]].append((row["label"], row["score"]))
-    return {m: (np.array([l for l, _ in v]), np.array([s for _, s in v], dtype=float))
-            for m, v in sorted(grouped.items())}
 
 
 def _figure(rel: str, caption: Any, alt: str) -> MyST:
@@ -432,8 +481,9 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "downloads": _downloads(data, fig_dir, name), "eda_sections": _eda(data, fig_dir, name),
-        "headline": None, "forest": None, "paired_table": None, "threshold_table": None, "metric_notes": [],
-        "other_metrics": None, "failures": _failures(data), "strata_table": None, "strata_notes": [],
+        "headline": None, "forest": None, "paired_tables": [], "unadjusted": False, "threshold_table": None,
+        "metric_notes": [],
+        "families": [], "other_metrics": None, "failures": _failures(data), "strata_table": None, "strata_notes": [],
         "bootstrap_unit": escape_text(_BOOTSTRAP_UNITS.get(dataset.get("bootstrap_unit"), "")),
         "generative": [], "curves": [], "curve_notes": [], "training": [], "grids": [],
     }
@@ -445,20 +495,23 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     index = MetricIndex([r for r in data.metrics if not r.get("other")])
     names = ordered_methods(data, index)
     ctx["headline"] = _headline(data, index, names)
-    forest, has_deltas = _forest(data, index, names, fig_dir)
+    forest, reference = _forest(data, index, names, fig_dir)
     if forest is not None:
-        paired = f"; right: {_best(index, names)} minus each other method, paired on the same test images" \
-            if has_deltas else ""
+        paired = f"; right: each method minus {_reference_title(reference)}, a reference fixed in advance, paired " \
+                 "on the same test images" if reference else ""
         ctx["forest"] = _figure(f"{name}/{forest.name}", f"{'Left: test' if paired else 'Test'} AUROC of every method "
-                                f"with its 95% CI{paired}", "forest plot of AUROC")
-    ctx["paired_table"] = _paired_table(data, index, names)
+                                f"with its 95% CI, in the run's method order{paired}", "forest plot of AUROC")
+    ctx["paired_tables"], ctx["unadjusted"] = _paired_tables(data, names), _unadjusted(data)
     ctx["threshold_table"], ctx["metric_notes"] = _threshold_table(data, index, names)
+    ctx["families"] = _family_tables(data, names)
     ctx["other_metrics"] = _other_metrics(data)
-    ctx["strata_table"], ctx["strata_notes"] = _strata_table(index, names)
-    ctx["generative"] = _generative(index)
-    per_method = _scores_by_method(data)
-    if per_method:
-        notes = figures.detection_curves(per_method, fig_dir / "roc.png", fig_dir / "pr.png")
+    ctx["strata_table"], ctx["strata_notes"] = _strata_table(data, index, names)
+    ctx["generative"] = _generative(data, index)
+    if data.detection_curves is None:  # a run from before the harness stored ROC/PR points
+        ctx["curve_notes"] = [escape_text("No ROC or PR curves: this run stored no curve points (curves/detection.json).")]
+    else:
+        notes = figures.detection_curves(data.detection_curves.get("methods") or {}, fig_dir / "roc.png",
+                                         fig_dir / "pr.png")
         ctx["curve_notes"] = [escape_text(n) for n in notes]
         if (fig_dir / "roc.png").exists():
             ctx["curves"] = [_figure(f"{name}/roc.png", "ROC curves of all methods (test split)", "ROC curves"),

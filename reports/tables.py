@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.metric_info import MetricInfo
 from harness.results import STRATUM_PREFIX
 from reports.escape import MyST, escape_text
 
 __all__ = [
-    "DASH", "DETECTION", "GENERATIVE", "SUPERVISION", "MetricIndex", "cell", "fmt", "fmt_ci", "fmt_compact",
-    "fmt_mean_std", "md_table", "is_number", "short_hash",
+    "DASH", "SUPERVISION", "MetricIndex", "cell", "fmt", "fmt_ci", "fmt_compact", "fmt_mean_std", "fmt_metric",
+    "info_of", "md_table", "is_number", "short_hash",
 ]
 
 DASH = MyST("—")
-# (metric key, column title)
-DETECTION = [("auroc", "AUROC"), ("ap", "AP"), ("sensitivity", "Sensitivity"),
-             ("specificity", "Specificity"), ("balanced_accuracy", "Balanced acc.")]
-PIXEL = [("pixel_auroc", "Pixel AUROC"), ("pixel_ap", "Pixel AP"), ("dice", "Dice"), ("dice_oracle", "Dice (oracle)")]
-GENERATIVE = ["fid", "fid_reference", "fid_relative", "kid", "is", "isc", "target_rate", "target_rate_real"]
-_DIGITS = {"fid": 2, "isc": 3, "is": 3, "kid": 4, "fid_reference": 2, "fid_relative": 3}
 # run.json methods[name].supervision -> how the page names it
 SUPERVISION = {"supervised": "supervised", "image_labels": "image labels", "healthy_only": "healthy only",
                "none": "none"}
@@ -59,9 +54,16 @@ def fmt_mean_std(row: dict[str, Any] | None, digits: int = 3) -> MyST:
     return fmt(row["value"], digits)
 
 
-def fmt_metric(metric: str, row: dict[str, Any] | None) -> MyST:
-    """The display of one metrics row: with its CI when it has one, else with its std."""
-    digits = _DIGITS.get(metric, 3)
+def info_of(infos: Mapping[str, MetricInfo], metric: str) -> MetricInfo:
+    """How the run says to show ``metric`` (metrics.json ``metrics``); a metric it does not
+    describe shows under its id, with three digits."""
+    return infos.get(metric) or MetricInfo(metric or "?", metric or "?", "other")
+
+
+def fmt_metric(row: dict[str, Any] | None, info: MetricInfo) -> MyST:
+    """The display of one metrics row, with the metric's digits: with its CI when it has one,
+    else with its std."""
+    digits = info.digits
     if row is not None and not (is_number(row.get("ci_low")) and is_number(row.get("ci_high"))):
         return fmt_mean_std(row, digits)
     return fmt_ci(row, digits)

@@ -70,6 +70,22 @@ class MeanIntensity(Method):
         return self.checkpoint_path
 
 
+class RandomProjection(MeanIntensity):
+    """Mean intensity plus a random projection of the image drawn in fit (from the seeded global
+    RNG): a cheap method whose AUROC moves with the train seed, as a network's does."""
+
+    description = "toy: mean intensity plus a random projection"
+
+    def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
+        super().fit(train, val, ctx)
+        self.direction = torch.randn(train.images[0, 0].numel())
+
+    def score(self, images: ImageSet) -> ScoreOutput:
+        out = super().score(images)
+        projection = (images.images[:, 0].flatten(1) @ self.direction).numpy() / self.direction.numel() ** 0.5
+        return ScoreOutput(scores=out.scores + 0.05 * projection, maps=out.maps)
+
+
 class Failing(MeanIntensity):
     description = "toy: always fails in fit"
 
@@ -137,5 +153,5 @@ class Sleeper(Method):
         return ScoreOutput(scores=_brain_mean(images))
 
 
-TOYS = {"toy-mean": MeanIntensity, "toy-fail": Failing, "toy-resume": Interruptible,
+TOYS = {"toy-mean": MeanIntensity, "toy-noisy": RandomProjection, "toy-fail": Failing, "toy-resume": Interruptible,
         "toy-translate": Inverter, "toy-sleep": Sleeper}

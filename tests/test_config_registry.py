@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from harness.api import Method, ScoreOutput
-from harness.config import (PROFILES, RunConfig, apply_overrides, get_profile, method_settings,
-                            parse_set_option, resolve_method_settings)
+from harness.config import (PROFILES, DataSpec, RunConfig, apply_overrides, dataset_settings, get_profile,
+                            method_settings, parse_set_option, resolve_method_settings)
 from harness.registry import METHODS, Registry, UnknownNameError
 from harness.settings import SettingsError
 
@@ -19,7 +19,7 @@ def test_profiles_exist_and_methods_own_their_per_profile_defaults():
     assert method_settings("resnet18", "paper").image_size == 224
     assert method_settings("cyclegan", "paper").image_size == 256
     assert method_settings("cyclegan", "smoke").epochs < method_settings("cyclegan", "quick").epochs
-    assert get_profile("smoke").cohort.n_subjects < get_profile("quick").cohort.n_subjects
+    assert dataset_settings("mni152-lesions", "smoke").n_subjects < dataset_settings("mni152-lesions", "quick").n_subjects
 
 
 def test_unknown_profile_suggests_close_name():
@@ -33,7 +33,7 @@ def test_overrides_nested_and_dotted_reach_the_method_settings():
     resolved = resolve_method_settings(changed, ("cyclegan", "resnet18"))
     assert resolved["cyclegan"]["epochs"] == 3 and resolved["resnet18"]["lr"] == 0.01
     assert resolved["cyclegan"]["ngf"] == method_settings("cyclegan", "quick").ngf  # the rest stays
-    assert changed.cohort.n_subjects == 20 and base.cohort.n_subjects != 20  # original untouched
+    assert changed.datasets == {"mni152-lesions": {"n_subjects": 20}} and base.datasets == {}  # original untouched
     nested = apply_overrides(base, {"cyclegan": {"epochs": 4}})
     assert resolve_method_settings(nested, ("cyclegan",))["cyclegan"]["epochs"] == 4
 
@@ -60,10 +60,26 @@ def test_unknown_key_error_lists_the_valid_keys():
 
 
 def test_config_hash_is_stable_and_sensitive():
-    a = RunConfig(profile=get_profile("smoke"), seed=0)
-    b = RunConfig(profile=get_profile("smoke"), seed=0)
-    c = RunConfig(profile=get_profile("smoke"), seed=1)
-    assert a.short_hash() == b.short_hash() != c.short_hash()
+    data = (DataSpec(dataset="mni152-lesions", settings={"n_subjects": 12}),)
+    a = RunConfig(profile=get_profile("smoke"), seed=0, data=data)
+    b = RunConfig(profile=get_profile("smoke"), seed=0, data=data)
+    c = RunConfig(profile=get_profile("smoke"), seed=1, data=data)
+    d = RunConfig(profile=get_profile("smoke"), seed=0, data=(DataSpec(dataset="mni152-lesions", settings={"n_subjects": 8}),))
+    assert a.short_hash() == b.short_hash() != c.short_hash() != d.short_hash() != a.short_hash()
+
+
+def test_a_train_seed_changes_training_alone_and_leaves_ordinary_configs_as_they_were():
+    data = (DataSpec(dataset="mni152-lesions", settings={"n_subjects": 12}),)
+    plain = RunConfig(profile=get_profile("smoke"), seed=3, data=data)
+    assert "train_seed" not in plain.to_dict() and plain.training_seed == 3  # run ids of earlier runs stand
+    same = RunConfig(profile=get_profile("smoke"), seed=3, train_seed=3, data=data)
+    assert same.short_hash() == plain.short_hash() and same.train_seed is None
+    other = RunConfig(profile=get_profile("smoke"), seed=3, train_seed=1003, data=data)
+    assert other.training_seed == 1003 and other.to_dict()["train_seed"] == 1003
+    assert other.short_hash() != plain.short_hash()
+    assert RunConfig.model_validate(other.to_dict()) == other  # run.json reads back
+    stored = plain.to_dict()  # a run.json written before train seeds existed
+    assert RunConfig.model_validate(stored).training_seed == 3
 
 
 def test_registry_did_you_mean_and_runtime_registration():
@@ -106,6 +122,55 @@ def test_a_builtin_method_that_fails_to_import_is_recorded_not_skipped(monkeypat
     assert "ModuleNotFoundError" in reg.load_errors["harness_no_such_method_module"]
 
 
+def _method(capabilities=frozenset({"scores"}), supervision: str = "none") -> type[Method]:
+    class Declared(Method):
+        def fit(self, train, val, ctx):
+            pass
+
+        def score(self, images):
+            return ScoreOutput(scores=images.images.mean(dim=(1, 2, 3)).numpy())
+
+    Declared.capabilities, Declared.supervision = capabilities, supervision
+    return Declared
+
+
+@pytest.mark.parametrize("capabilities, supervision, message", [
+    (frozenset({"scores", "map"}), "none", r"method 'typo': unknown capability 'map' \(did you mean 'maps'\?\); "
+                                          r"valid capabilities: distributed, features, maps, scores, translates"),
+    ("maps", "none", r"capabilities must be a set of strings, got 'maps'"),
+    (frozenset({"scores"}), "healthy", r"unknown supervision 'healthy' \(did you mean 'healthy_only'\?\); "
+                                      r"valid supervision values: supervised, image_labels, healthy_only, none"),
+])
+def test_register_method_refuses_unknown_capabilities_and_supervision(capabilities, supervision, message):
+    from harness.registry import register_method
+
+    with pytest.raises(ValueError, match=message):
+        register_method("typo")(_method(capabilities, supervision))
+    assert "typo" not in METHODS
+
+
+def test_a_broken_entry_point_method_is_recorded_not_raised(monkeypatch):
+    import harness.registry as registry
+
+    class EntryPoint:
+        def __init__(self, name, load):
+            self.name, self.load = name, load
+
+    def unimportable():
+        raise ImportError("no module named 'plugin_dep'")
+
+    good = _method(frozenset({"scores", "maps"}), "healthy_only")
+    points = [EntryPoint("plugin-broken", unimportable), EntryPoint("plugin-typo", lambda: _method(frozenset({"mapz"}))),
+              EntryPoint("plugin-good", lambda: good)]
+    reg: Registry = Registry("method")
+    monkeypatch.setattr(registry, "METHODS", reg)
+    monkeypatch.setattr(registry, "entry_points", lambda group: points)
+    registry._load_entry_point_methods()
+    assert reg.names() == ["plugin-good"] and good.name == "plugin-good"
+    assert "ImportError" in reg.load_errors["plugin-broken"]
+    assert "unknown capability 'mapz' (did you mean 'maps'?)" in reg.load_errors["plugin-typo"]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, timeout=300)
 
@@ -115,7 +180,8 @@ def test_cli_help_and_list():
     listing = _cli("list")
     assert listing.returncode == 0, listing.stderr
     for word in ("Datasets:", "mni152-lesions", "Methods:", "Profiles:", "smoke", "quick", "paper",
-                 "supervision: supervised", "resnet18.epochs", "cyclegan.image_size"):
+                 "supervision: supervised", "resnet18.epochs", "cyclegan.image_size", "cohort.n_subjects",
+                 "folder.tumor_folders"):
         assert word in listing.stdout
     filtered = _cli("list", "cycle*")
     assert "cyclegan.image_size" in filtered.stdout and "resnet18.epochs" not in filtered.stdout

@@ -11,6 +11,7 @@ from harness.metrics.detection import (bootstrap_counts, choose_dice_threshold, 
                                        dice_oracle, image_detection,
                                        pixel_detection, rates_at_threshold, stratified_counts,
                                        weighted_auroc_ap)
+from harness.metrics.bootstrap import auroc_ap
 
 SETTINGS = MetricSettings(bootstrap=200, ci=0.95)
 
@@ -58,6 +59,58 @@ def test_weighted_replicates_equal_sklearn_with_sample_weight(ties):
     for i in range(7):
         assert auroc[i] == pytest.approx(roc_auc_score(y, s, sample_weight=counts[i]), abs=1e-12)
         assert ap[i] == pytest.approx(average_precision_score(y, s, sample_weight=counts[i]), abs=1e-12)
+
+
+def test_the_one_auroc_ap_implementation_equals_sklearn_with_ties_and_weights():
+    """harness.metrics.bootstrap is the harness's only AUROC/AP code: point estimates (auroc_ap),
+    bootstrap replicates (weighted_auroc_ap) and the stored curves' legends all come from it."""
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n = int(rng.integers(5, 200))
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        s = rng.normal(size=n) + y * rng.uniform(0, 2)
+        s = np.round(s, int(rng.integers(0, 3))) if trial % 2 else s  # many ties, or none
+        auroc, ap = auroc_ap(s, y)
+        assert auroc == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert ap == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        w = rng.integers(0, 4, (3, n))
+        w[:, :2] = 1  # both classes present in every replicate
+        wa, wp = weighted_auroc_ap(s, y, w)
+        for i in range(3):
+            assert wa[i] == pytest.approx(roc_auc_score(y, s, sample_weight=w[i]), abs=1e-12)
+            assert wp[i] == pytest.approx(average_precision_score(y, s, sample_weight=w[i]), abs=1e-12)
+    y = np.array([0, 1, 0, 1])
+    assert auroc_ap(np.ones(4), y) == (0.5, 0.5)  # all tied: chance, AP = the positive share
+    est = _by_metric(image_detection(y, np.arange(4.0), y, np.arange(4.0), MetricSettings(bootstrap=10), seed=0)[0])
+    assert (est["auroc"].value, est["ap"].value) == auroc_ap(np.arange(4.0), y)  # detection calls it
+
+
+def test_stored_curve_points_are_sklearns_and_their_legend_is_the_metric():
+    import pandas as pd
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from harness.metrics.curves import detection_curves
+
+    y, s = _data(n=60, seed=5)
+    s = s.astype(float)
+    s[0] = np.nan
+    frame = pd.DataFrame({"method": "m", "split": "test", "id": [f"i{i}" for i in range(60)], "label": y, "score": s})
+    frame = pd.concat([frame, frame.assign(split="val", score=0.0),
+                       frame.assign(method="flat", label=1)], ignore_index=True)
+    curves = detection_curves(frame)
+    assert curves["split"] == "test" and list(curves["methods"]) == ["m", "flat"]
+    entry, keep = curves["methods"]["m"], np.isfinite(s)
+    fpr, tpr, _ = roc_curve(y[keep], s[keep])
+    precision, recall, _ = precision_recall_curve(y[keep], s[keep])
+    np.testing.assert_array_equal(entry["roc"]["fpr"], fpr)
+    np.testing.assert_array_equal(entry["roc"]["tpr"], tpr)
+    np.testing.assert_array_equal(entry["pr"]["precision"], precision)
+    np.testing.assert_array_equal(entry["pr"]["recall"], recall)
+    assert (entry["auroc"], entry["ap"]) == auroc_ap(s[keep], y[keep])
+    assert entry["n"] == 59 and entry["positives"] == int(y[keep].sum()) and "1 non-finite" in entry["note"]
+    flat = curves["methods"]["flat"]
+    assert flat["roc"] is None and flat["auroc"] is None and "one class" in flat["note"]
 
 
 def test_weighted_with_units_equals_expanded_samples():

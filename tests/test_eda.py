@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.api import ImageSet
-from harness.data.eda import NO_FILE_FLAG, SHORTCUT_THRESHOLD, add_input_audit, run_eda, shortcut_audit
+from harness.data.eda import add_input_audit, run_eda
+from harness.data.file_audit import NO_FILE_FLAG, SHORTCUT_THRESHOLD, shortcut_audit
 from harness.data.input_audit import FEATURES, axial_positions, input_audit, input_features
-from harness.data.types import Record, SkippedFile
+from harness.data.types import ImageSet, Record, SkippedFile
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TOP_KEYS = {"eda_version", "dataset", "labels", "counts", "resolution", "aspect", "modes", "channels",
@@ -296,10 +296,10 @@ def test_with_the_real_splitter(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_embedded_cohort_files_show_no_shortcut(tmp_path: Path) -> None:
-    from harness.config import get_profile
+    from harness.config import dataset_settings
     from harness.data.embedded import load_embedded_cohort
 
-    source = load_embedded_cohort(get_profile("smoke").cohort, seed=0, cache_dir=tmp_path / "cache")
+    source = load_embedded_cohort(dataset_settings("mni152-lesions", "smoke"), seed=0, cache_dir=tmp_path / "cache")
     report = run_eda(source, None, tmp_path / "eda", progress=False)
     assert report["shortcut_audit"]["verdict"] == NO_FILE_FLAG, report["shortcut_audit"]
     assert report["load_failures"] == []
@@ -342,7 +342,7 @@ def test_folder_dataset_shortcuts_and_skips(tmp_path: Path) -> None:
 
 
 def test_grid_keeps_at_most_sixteen_images() -> None:
-    from harness.data.eda import GRID_SIZE, sample_images
+    from harness.data.eda_sample import GRID_SIZE, sample_images
 
     records = _balanced(20)
     sample = sample_images(MemorySource(records=records), records, 18, seed=0, progress=False)
@@ -424,7 +424,8 @@ def test_eda_json_gets_the_input_audit(tmp_path: Path) -> None:
 
 def test_shortcut_floor_chooses_its_feature_and_direction_on_validation() -> None:
     from harness.config import MetricSettings
-    from harness.evaluate import FLOOR_METHOD, shortcut_floor
+    from harness.metrics.comparison_suite import shortcut_floor
+    from harness.results import FLOOR_METHOD
 
     labels = [1, 0] * 20
     val = _imageset(labels, shift=-0.05, seed=1, prefix="val")  # on validation tumor is darker

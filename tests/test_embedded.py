@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from harness.config import PROFILES, CohortSettings
+from harness.config import dataset_settings
 from harness.data import anatomy
-from harness.data.embedded import GENERATOR_VERSION, EmbeddedCohort, load_embedded_cohort
+from harness.data.embedded import GENERATOR_VERSION, CohortSettings, EmbeddedCohort, load_embedded_cohort
 from harness.data.types import DatasetError, Record
 
-SMOKE = PROFILES["smoke"].cohort
+SMOKE = dataset_settings("mni152-lesions", "smoke")
 TINY = CohortSettings(n_subjects=3, tumor_fraction=0.67, slice_size=32, slices_per_subject=4)
 
 

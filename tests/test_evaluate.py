@@ -9,7 +9,8 @@ from sklearn.metrics import roc_auc_score
 from baseline_data import make_slices
 from harness.api import ScoreOutput
 from harness.config import MetricSettings
-from harness.evaluate import detection_rows, example_arrays, stratum_rows
+from harness.evaluate import example_arrays
+from harness.metrics.detection_suite import detection_rows, stratum_rows
 from runner_toys import MeanIntensity
 
 SETTINGS = MetricSettings(bootstrap=200)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from data_factory import brain_slice, make_training_testing, make_yes_no, save
 from harness.data import imageio
-from harness.data.folders import FolderDataset, label_of
+from harness.data.folders import FolderDataset, FolderSettings, label_of
 from harness.data.imageio import DecodeError, decode_bytes, decode_file
 from harness.data.types import DatasetError
 
@@ -76,11 +76,11 @@ def test_br35h_pred_folder_is_ignored_with_notice(tmp_path: Path) -> None:
     ("images", None), ("pred", None),
 ])
 def test_label_aliases(name: str, label: str | None) -> None:
-    assert label_of(("data", name)) == label
+    assert label_of(("data", name), FolderSettings().label_table()) == label
 
 
 def test_nearest_label_folder_wins(tmp_path: Path) -> None:
-    assert label_of(("no", "yes", "sub")) == "tumor"
+    assert label_of(("no", "yes", "sub"), FolderSettings().label_table()) == "tumor"
     root = tmp_path / "nested"
     save(root / "Yes" / "scan 1" / "a.png", brain_slice(1, tumor=True))
     save(root / "No Tumor" / "b.png", brain_slice(2))

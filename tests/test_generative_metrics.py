@@ -25,7 +25,7 @@ import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from PIL import Image
 
 from harness.api import ImageSet, Method
-from harness.config import PROFILES, MetricSettings
+from harness.config import MetricSettings, dataset_settings
 from harness.data.embedded import load_embedded_cohort
 from harness.evaluate import translate_test
 from harness.metrics import feature_spaces
@@ -148,7 +148,7 @@ def pick(rows, metric, space=SPACE, domain="tumor"):
 def cohort() -> dict:
     """The quick profile's cohort (cached in $HARNESS_CACHE), split by subject number: even
     subjects play the test split, odd ones the pool the oracle translator draws from."""
-    c = load_embedded_cohort(PROFILES["quick"].cohort, seed=0, progress=False)
+    c = load_embedded_cohort(dataset_settings("mni152-lesions", "quick"), seed=0, progress=False)
     images = torch.from_numpy(np.stack([c.load_image(r) for r in c.records]))[:, None]
     labels = torch.tensor([r.label == "tumor" for r in c.records]).long()
     subjects = np.array([r.subject for r in c.records])

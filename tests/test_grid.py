@@ -11,6 +11,7 @@ import torch
 
 from harness.cli import main
 from harness.grid import Cell, cell_config, grid_cells
+from harness.metric_info import SCHEMA1_METRICS
 from harness.results import RunFolder
 
 TINY = ["--profile", "smoke", "--set", "resnet18.epochs=1", "--set", "resnet18.image_size=32",
@@ -42,9 +43,23 @@ def test_translating_methods_get_the_feature_method_as_extractor_cells(tmp_path)
     assert all(c.role == "cell" for c in with_feature)  # the grid's own resnet18 cell serves
 
 
+def test_train_seeds_run_each_cell_again_on_its_split_with_other_train_seeds(tmp_path):
+    spec = {**_spec(["cyclegan", "intensity"], [0, 1], tmp_path), "train_seeds": 2}
+    cells = grid_cells(spec)
+    assert len({c.key for c in cells}) == len(cells) == 12  # (2 methods + extractor) x 2 seeds x 2 trainings
+    assert [c.key for c in cells if c.method == "intensity" and c.seed == 1] == [
+        "intensity-seed1-embedded", "intensity-seed1-train1001-embedded"]  # the first: the ordinary run's key
+    extractor = [c for c in cells if c.role == "extractor" and c.seed == 0]
+    assert [c.train_seed for c in extractor] == [None, 1000]  # translating cells find the feature net of their training
+    config = cell_config(spec, Cell(("intensity",), 1, None, train_seed=1001))
+    assert (config.seed, config.train_seed, config.training_seed) == (1, 1001, 1001)
+    assert cell_config(spec, Cell(("intensity",), 1, None)).to_dict() == cell_config(
+        _spec(["cyclegan", "intensity"], [1], tmp_path), Cell(("intensity",), 1, None)).to_dict()
+
+
 def test_a_cell_config_holds_every_grid_methods_settings(tmp_path):
     spec = _spec(["intensity", "cyclegan"], [3], tmp_path)
-    config = cell_config(spec, Cell("intensity", 3, None))
+    config = cell_config(spec, Cell(("intensity",), 3, None))
     assert config.methods == ("intensity",) and config.seed == 3 and config.output == str(tmp_path)
     # so it loads images at the size one run of intensity + cyclegan (+ its feature method) would
     assert set(config.method_settings) == {"intensity", "cyclegan", "resnet18"}
@@ -56,6 +71,7 @@ def test_a_cell_config_holds_every_grid_methods_settings(tmp_path):
     (["grid", "run", "--method", "intensity", "--seeds", "0", "--data", "/no/such/folder"], "no such folder"),
     (["grid", "run", "--method", "intensity", "--seeds", "0", "--set", "intensity.nope=1"], "intensity.nope"),
     (["grid", "run", "--grid", "x", "--method", "intensity"], "drop method"),
+    (["grid", "run", "--method", "intensity", "--seeds", "0", "--train-seeds", "1"], "K >= 2"),
     (["grid", "collect", "nope"], "no grid"),
 ])
 def test_bad_input_is_one_error_line(argv, message, tmp_path, capsys):
@@ -86,9 +102,17 @@ def test_local_grid_equals_the_cells_run_one_by_one_and_resubmits_only_what_is_m
     assert all(c["status"] == "complete" and c["run_id"] for c in grid["cells"])
     assert len({c["split_hash"] for c in grid["cells"] if c["seed"] == 0}) == 1  # one split per (seed, dataset)
     localisation = {("intensity", k, (0, 1)) for k in ("pixel_auroc", "dice")}  # the methods with maps
-    assert {(r["method"], r["metric"], tuple(r["seeds"])) for r in grid["table"]} == {
+    builtin = [r for r in grid["table"] if r["metric"] in SCHEMA1_METRICS]  # an installed metric plugin adds its own
+    assert {(r["method"], r["metric"], tuple(r["seeds"])) for r in builtin} == {
         (m, k, (0, 1)) for m in ("resnet18", "intensity", "shortcut-floor") for k in ("auroc", "ap")} | localisation
     assert {(p["metric"], len(p["values"])) for p in grid["paired"]} == {("auroc_delta", 2), ("ap_delta", 2)}
+    # every method against the fixed references, on the seeds of cells that each ran one method
+    assert {(p["method"], p["other"]) for p in grid["paired"] if p["metric"] == "auroc_delta"} == {
+        ("resnet18", "intensity"), ("resnet18", "shortcut-floor"), ("intensity", "shortcut-floor")}
+    assert all(p["n"] == 2 and not p["exploratory"] and "2 seed(s) cannot reach" in p["floor_note"]
+               for p in grid["paired"])
+    (share,) = [r["share"] for r in grid["table"] if r["method"] == "shortcut-floor" and r["metric"] == "auroc"]
+    assert share is None or len(share["values"]) + len(share["excluded"]) == 2
 
     # cells run one by one in this process (one per method, to keep the test short): the same rows
     from harness.grid import _read_json
@@ -98,7 +122,7 @@ def test_local_grid_equals_the_cells_run_one_by_one_and_resubmits_only_what_is_m
     torch.set_num_threads(1)  # as the cell jobs (OMP_NUM_THREADS=1): CPU kernels' sums depend on it
     try:
         for cell in (grid["cells"][0], grid["cells"][-1]):
-            config = cell_config(spec, Cell(cell["method"], cell["seed"], None)).model_copy(
+            config = cell_config(spec, Cell(tuple(cell["methods"]), cell["seed"], None)).model_copy(
                 update={"output": str(tmp_path / "one-by-one")})
             runner = Runner(config, DataLayer.default(), progress=False)
             assert runner.execute(None, None) == 0

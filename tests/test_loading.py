@@ -16,7 +16,8 @@ from harness.data.brain import brain_mask, otsu_threshold
 from harness.data.commands import resolve_profile
 from harness.data.folders import FolderDataset
 from harness.data.loading import letterbox, load_imageset, normalise
-from harness.data.sources import DATASETS, open_dataset
+from harness.data.sources import data_specs, open_dataset
+from harness.registry import DATASETS
 from harness.data.splits import make_split
 
 os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
@@ -110,8 +111,10 @@ def test_otsu_separates_two_levels() -> None:
 
 
 def test_open_dataset_and_listing(folder: Path) -> None:
-    assert {"mni152-lesions", "folder"} <= set(DATASETS)
-    source = open_dataset(str(folder), get_profile("smoke"), 0, progress=False)
+    assert {"mni152-lesions", "folder"} <= set(DATASETS.names()) and not DATASETS.load_errors
+    specs = data_specs(str(folder), None, get_profile("smoke"))
+    assert specs[0].dataset == "folder" and specs[0].settings["image_size"] == 64
+    source = open_dataset(specs, 0, progress=False)
     assert isinstance(source, FolderDataset) and len(source.records) == 18
 
 

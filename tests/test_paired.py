@@ -1,7 +1,9 @@
-"""Paired method comparisons: the cases a reviewer checks, and agreement with DeLong's test."""
+"""Paired method comparisons: the cases a reviewer checks, agreement with DeLong's test, and the
+tests fixed in advance (permutation p-values against the references, Holm over each family)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -11,7 +13,8 @@ from scipy.stats import norm
 
 from harness.config import MetricSettings
 from harness.metrics.detection import image_detection
-from harness.metrics.paired import bootstrap_p_value, paired_deltas, paired_rows, paired_runs
+from harness.metrics.paired import paired_deltas, paired_rows, paired_runs
+from harness.metrics.permutation import holm
 
 SETTINGS = MetricSettings(bootstrap=2000, ci=0.95)
 
@@ -70,22 +73,16 @@ def _delong(labels: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_bootstrap_p_value_agrees_with_delong_on_independent_images(seed):
+def test_permutation_p_value_agrees_with_delong_on_independent_images(seed):
     rng = np.random.default_rng(seed)
     labels = np.repeat([1, 0], 150)
     shared = rng.normal(size=labels.size)  # correlated methods, as two detectors on the same images
     a = shared + rng.normal(size=labels.size) + 1.0 * labels
     b = shared + rng.normal(size=labels.size) + 0.75 * labels
-    d = _by(paired_deltas(labels, a, b, None, 8000, 0.95, seed=seed))["auroc"]
+    d = _by(paired_deltas(labels, a, b, None, 200, 0.95, seed=seed))["auroc"]
     reference = _delong(labels, a, b)
     assert 0.01 < reference < 0.6  # a case where the test has something to say
     assert d.p_value == pytest.approx(reference, abs=0.02)
-
-
-def test_p_value_conventions():
-    assert bootstrap_p_value(np.zeros(99)) == 1.0
-    assert bootstrap_p_value(np.ones(99)) == pytest.approx(2 / 100)  # never zero with 99 replicates
-    assert bootstrap_p_value(np.r_[-np.ones(10), np.ones(89)]) == pytest.approx(2 * 11 / 100)
 
 
 def _scores_frame(labels, named, ids=None):
@@ -97,16 +94,49 @@ def _scores_frame(labels, named, ids=None):
 def test_paired_rows_cover_every_ordered_pair_with_mirrored_values():
     labels, a, b, groups = _subject_case()
     ids = [f"img{i:03d}" for i in range(labels.size)]
-    frame = _scores_frame(labels, {"a": a, "b": b, "c": -a}, ids)
+    frame = _scores_frame(labels, {"intensity": a, "b": b, "c": -a}, ids)
     frame = pd.concat([frame, frame.assign(split="val")], ignore_index=True)  # val rows are ignored
     rows = paired_rows(frame, dict(zip(ids, groups)), MetricSettings(bootstrap=200), seed=0)
     assert len(rows) == 3 * 2 * 2  # 3 unordered pairs, both orders, auroc and ap
     got = {(r["method"], r["other"], r["metric"]): r for r in rows}
-    ab, ba = got[("a", "b", "auroc_delta")], got[("b", "a", "auroc_delta")]
+    ab, ba = got[("intensity", "b", "auroc_delta")], got[("b", "intensity", "auroc_delta")]
     assert ab["value"] == pytest.approx(-ba["value"]) and ab["p_value"] == ba["p_value"]
     assert (ab["ci_low"], ab["ci_high"]) == pytest.approx((-ba["ci_high"], -ba["ci_low"]))
     assert ab["n"] == labels.size and "6 subjects with tumor images" in ab["note"]
-    assert got[("a", "c", "auroc_delta")]["value"] > 0  # c ranks everything backwards
+    assert got[("intensity", "c", "auroc_delta")]["value"] > 0  # c ranks everything backwards
+
+
+def test_a_method_better_on_every_subject_gets_a_permutation_p_value_against_the_reference():
+    labels, a, b, groups = _subject_case()
+    ids = [f"img{i:03d}" for i in range(labels.size)]
+    rows = paired_rows(_scores_frame(labels, {"intensity": a, "better": b}, ids), dict(zip(ids, groups)),
+                       MetricSettings(bootstrap=200), seed=0)
+    got = {(r["method"], r["other"], r["metric"]): r for r in rows}
+    win, loss = got[("better", "intensity", "auroc_delta")], got[("intensity", "better", "auroc_delta")]
+    assert win["value"] > 0 and win["p_value"] < 0.05 and loss["p_value"] == win["p_value"]
+    assert "p: subject permutation test, exact over all 4096 swap patterns of 12 subjects" in win["note"]
+    assert win["p_holm"] == win["p_value"] and "Holm over the 1 comparison against intensity" in win["note"]
+
+
+def test_holm_adjusts_each_reference_family_and_leaves_exploratory_pairs_untested():
+    labels, a, b, groups = _subject_case()
+    rng = np.random.default_rng(5)
+    ids = [f"img{i:03d}" for i in range(labels.size)]
+    named = {"intensity": a, "m1": b, "m2": a + rng.normal(0, 1.0, a.size), "m3": b + rng.normal(0, 0.5, b.size),
+             "shortcut-floor": rng.normal(size=a.size)}
+    rows = paired_rows(_scores_frame(labels, named, ids), dict(zip(ids, groups)), MetricSettings(bootstrap=100), seed=0)
+    got = {(r["method"], r["other"], r["metric"]): r for r in rows}
+    for metric in ("auroc_delta", "ap_delta"):
+        for reference, family in (("intensity", ["m1", "m2", "m3"]),  # the floor is no method of intensity's family
+                                  ("shortcut-floor", ["intensity", "m1", "m2", "m3"])):
+            raw = [got[(m, reference, metric)]["p_value"] for m in family]
+            assert all(p is not None for p in raw)
+            assert [got[(m, reference, metric)]["p_holm"] for m in family] == pytest.approx(holm(raw))
+            assert [got[(reference, m, metric)]["p_holm"] for m in family] == pytest.approx(holm(raw))  # mirrored
+            assert f"Holm over the {len(family)} comparisons against" in got[(family[0], reference, metric)]["note"]
+        explored = got[("m1", "m2", metric)]
+        assert explored["p_value"] is None and explored["p_holm"] is None and explored["ci_low"] is not None
+        assert "no p-value: exploratory" in explored["note"]
 
 
 def test_paired_rows_use_the_images_both_methods_scored():
@@ -139,6 +169,7 @@ def test_two_runs_on_the_same_split_are_paired_per_method(tmp_path):
     auroc = _by(paired.deltas["m"])["auroc"]
     assert auroc.delta == pytest.approx(auroc.b - auroc.a) and auroc.b > auroc.a  # B - A; run B scored b
     assert auroc.ci_low > 0 and "subjects" in auroc.note
+    assert auroc.p_value < 0.05 and "p: subject permutation test, exact" in auroc.note  # as within a run
 
 
 def test_runs_on_different_splits_cannot_be_paired(tmp_path):
@@ -150,17 +181,21 @@ def test_runs_on_different_splits_cannot_be_paired(tmp_path):
 
 
 def test_compare_page_shows_the_paired_table_or_why_there_is_none(tmp_path):
+    from harness.compare import compare_runs
     from reports.compare import compare_page
-    from reports.reader import read_run
 
     labels, a, b, groups = _subject_case()
     _write_run(tmp_path / "ra", "ra", "h1", _scores_frame(labels, {"m": a}), groups)
     _write_run(tmp_path / "rb", "rb", "h1", _scores_frame(labels, {"m": b}), groups)
     _write_run(tmp_path / "rc", "rc", "h2", _scores_frame(labels, {"m": b}), groups)
-    ra, rb, rc = (read_run(tmp_path / n) for n in ("ra", "rb", "rc"))
-    page = compare_page(ra, rb, (False, False), paired_runs(tmp_path / "ra", tmp_path / "rb"))
+    written = compare_runs("ra", "rb", tmp_path)
+    doc = json.loads(written.read_text())
     d = _by(paired_runs(tmp_path / "ra", tmp_path / "rb").deltas["m"])["auroc"]
+    assert doc["paired"]["methods"]["m"][0] == dataclasses.asdict(d)  # the file holds what the harness computed
+    page = compare_page(doc, (False, False))
     assert "## Paired on the shared test images" in page
     assert f"| m | AUROC | {d.a:.3f} | {d.b:.3f} | {d.delta:.4f} [{d.ci_low:.4f}, {d.ci_high:.4f}] |" in page
-    page = compare_page(ra, rc, (False, False), paired_runs(tmp_path / "ra", tmp_path / "rc"))
+    assert "- CI resamples 6 subjects with tumor images and 6 without; p: subject permutation test, exact over all " \
+           "4096 swap patterns of 12 subjects" in page  # which test, on how many subjects
+    page = compare_page(json.loads(compare_runs("ra", "rc", tmp_path).read_text()), (False, False))
     assert "These runs cannot be paired: their split hashes differ" in page and "h1 vs h2" in page

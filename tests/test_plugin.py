@@ -47,9 +47,9 @@ def test_plugin_bad_setting_is_one_error_line(tmp_path):
 
 def test_run_all_selects_the_plugin():
     from harness.cli import build_parser
-    from harness.runner import _selected_methods
+    from harness.request import selected_methods
 
-    assert PLUGIN in _selected_methods(build_parser().parse_args(["run", "--all"]))
+    assert PLUGIN in selected_methods(build_parser().parse_args(["run", "--all"]))
 
 
 @pytest.mark.slow

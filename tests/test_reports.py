@@ -12,9 +12,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from reports.compare import compare_command
+from harness.compare import compare_runs
+from harness.metrics.curves import detection_curves
+from reports.compare import render_comparison
 from reports.escape import escape_text, fence, slug
 from reports.render import render_all, report_command
 
@@ -99,6 +102,9 @@ def make_run(runs: Path, run_id: str, status: str = "complete", seed: int = 0, c
         writer = csv.writer(fh)
         writer.writerow(["method", "split", "id", "label", "score"])
         writer.writerows(score_rows)
+    curves = detection_curves(pd.DataFrame(score_rows, columns=["method", "split", "id", "label", "score"]))
+    (folder / "curves").mkdir()
+    (folder / "curves" / "detection.json").write_text(json.dumps({"schema_version": 1, **curves}))
     for method, series in (("resnet18", {"train_loss": [0.7, 0.5, 0.4], "val_auroc": [0.6, 0.7, 0.8]}),
                            ("cyclegan", {"loss_G": [5.0, 3.0, 2.5], "loss_D_A": [0.5, 0.3, None]})):
         (folder / "methods" / method).mkdir(parents=True)
@@ -144,6 +150,13 @@ def _args(**kw) -> argparse.Namespace:
     return argparse.Namespace(**kw)
 
 
+def _compare(runs: Path, out: Path, run_a: str, run_b: str) -> Path:
+    """What ``python -m harness compare`` does: the harness writes the comparison, the report renders it."""
+    written = compare_runs(run_a, run_b, runs)
+    assert render_comparison(written, runs, out) == 0
+    return written
+
+
 def _mtimes(folder: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
@@ -176,7 +189,9 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     (headline,) = [ln for ln in page.splitlines() if ln.startswith("| **resnet18** | supervised |")]
     assert "0.800 [0.75–0.85]{.ci}" in headline  # resnet18 AUROC with its CI, compact
     assert r"| Method | Supervision | AUROC | AP \(chance 0.500\) | Pixel AUROC | Dice \(oracle threshold\) |" in page
-    assert r"Dice \(threshold chosen on test: oracle\)" in page  # best_dice of older runs, read as dice_oracle
+    # best_dice of older runs, read as dice_oracle, titled as the schema-1 infos say (the run has none)
+    (threshold_header,) = [ln for ln in page.splitlines() if ln.startswith("| Method | Threshold")]
+    assert threshold_header.endswith(r"| Dice \(oracle threshold\) |")
     assert r"IS" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
     assert "Inception weights missing" in page
     assert "resampling whole subjects" in page
@@ -240,6 +255,14 @@ def _spread_entry(dataset: str, method: str, metric: str, values: dict[int, floa
             "values": list(values.values()), "mean": 0.0, "sd": 0.0, **extra}
 
 
+def _share(values: list[float]) -> dict:
+    """A table entry's share of the floor-to-ceiling gap (harness/seed_inference.py); a t-interval with two seeds."""
+    mean = sum(values) / len(values)
+    ci = (mean - 1.59, mean + 1.59) if len(values) > 1 else (None, None)
+    return {"seeds": list(range(len(values))), "values": values, "mean": mean, "ci_low": ci[0], "ci_high": ci[1],
+            "excluded": []}
+
+
 def make_grid(runs: Path, grid_id: str, cell_runs: dict[tuple[str, int], tuple[str | None, str, str | None]]) -> Path:
     """A collected grid.json of resnet18 and intensity x seeds 0, 1 on the embedded cohort;
     ``cell_runs``: (method, seed) -> (run id, status, error)."""
@@ -254,11 +277,21 @@ def make_grid(runs: Path, grid_id: str, cell_runs: dict[tuple[str, int], tuple[s
                      "overrides": [], "config": None, "device": "cpu", "inception_weights": None,
                      "runs_dir": str(runs)},
             "submissions": [], "cells": cells,
-            "table": [_spread_entry(ds, "resnet18", "auroc", {0: 0.80, 1: 0.90}),
+            "gap": {"floor": "intensity", "ceiling": "resnet18", "ci": 0.95},
+            "table": [_spread_entry(ds, "resnet18", "auroc", {0: 0.80, 1: 0.90}, trainings=[[0.78, 0.82], [0.90]],
+                                    share=_share([1.0])),
                       _spread_entry(ds, "resnet18", "ap", {0: 0.70, 1: 0.75}),
-                      _spread_entry(ds, "intensity", "auroc", {0: 0.60}),
-                      _spread_entry(ds, "intensity", "ap", {0: 0.55})],
-            "paired": [_spread_entry(ds, "resnet18", "auroc_delta", {0: 0.20}, other="intensity", agree=1)],
+                      _spread_entry(ds, "intensity", "auroc", {0: 0.60}, share=_share([0.0])),
+                      _spread_entry(ds, "intensity", "ap", {0: 0.55}),
+                      _spread_entry(ds, "autoencoder", "auroc", {0: 0.70, 1: 0.75}, share=_share([0.5, 0.25]))],
+            "paired": [_spread_entry(ds, "resnet18", "auroc_delta", {0: 0.20}, other="intensity", agree=1,
+                                     exploratory=False, n=1, wilcoxon_p=None, wilcoxon_p_holm=None, t_p=None,
+                                     min_p=1.0, floor_note="1 seed(s) cannot reach p < 0.05 in a rank test",
+                                     note="one seed: nothing to test across seeds"),
+                       _spread_entry(ds, "resnet18", "auroc_delta", {0: 0.10, 1: 0.15}, other="autoencoder", agree=2,
+                                     exploratory=True, n=2, wilcoxon_p=0.5, wilcoxon_p_holm=None, t_p=0.1257,
+                                     min_p=0.5, floor_note="2 seed(s) cannot reach p < 0.05 in a rank test",
+                                     note=None)],
             "warnings": []}
     folder = runs / "grids" / grid_id
     folder.mkdir(parents=True)
@@ -285,16 +318,25 @@ def test_index_shows_a_grid_as_one_table_and_a_malformed_grid_as_a_notice(tmp_pa
     section = index[index.index("## Grids"):index.index("To compare two runs")]
     assert "### Grid 20260103-090000-abcd1234" in section
     assert "Profile smoke; 2 method\\(s\\) x 2 seed\\(s\\) \\(0, 1\\) x 1 dataset\\(s\\); 3 of 4 cells complete" in section
-    assert r"| Method | AUROC mean ± sd \(min-max\) | AP mean ± sd \(min-max\) | Seed 0 | Seed 1 |" in section
-    table, paired_table = section.split("Paired differences on mni152-lesions:")
+    assert (r"| Method | AUROC mean ± sd \(min-max\) | AP mean ± sd \(min-max\) | AUROC split sd / train sd "
+            r"| AUROC share of the intensity → resnet18 gap \[95% CI\] | Seed 0 | Seed 1 |") in section
+    table, paired_table = section.split("Paired differences on mni152-lesions, each method minus a fixed reference")
     (r18,) = [ln for ln in table.splitlines() if ln.startswith("| **resnet18** |")]
-    # mean ± sd over seeds; each seed's AUROC / AP linked to the cell's page when that page exists
+    # mean ± sd over seeds, split and training noise, the share of the floor-to-ceiling gap; each
+    # seed's AUROC / AP linked to the cell's page when that page exists
     assert r18 == ("| **resnet18** | 0.850 ± 0.071 \\(0.800-0.900\\) | 0.725 ± 0.035 \\(0.700-0.750\\) "
-                   "| [0.800 / 0.700](r18-s0.md) | 0.900 / 0.750 |")
+                   "| 0.066 / 0.028 | 1.00 \\(1 seeds\\) | [0.800 / 0.700](r18-s0.md) | 0.900 / 0.750 |")
     (intensity,) = [ln for ln in table.splitlines() if ln.startswith("| **intensity** |")]
-    assert intensity == "| **intensity** | 0.600 | 0.550 | 0.600 / 0.550 | [failed](int-s1.md) |"
-    (paired,) = [ln for ln in paired_table.splitlines() if ln.startswith("| **resnet18** | **intensity** |")]
-    assert r"| AUROC | \+0.200 | 1/1 seeds | \+0.200 \(seed 0\) |" in paired
+    assert intensity == "| **intensity** | 0.600 | 0.550 | — | 0.00 \\(1 seeds\\) | 0.600 / 0.550 | [failed](int-s1.md) |"
+    (ae,) = [ln for ln in table.splitlines() if ln.startswith("| **autoencoder** |")]
+    assert r"| 0.38 \[-1.22, 1.97\] \(2 seeds\) |" in ae  # a t-interval over two seeds is wide
+    reference, exploratory = paired_table.split("Exploratory pairs on mni152-lesions")
+    (paired,) = [ln for ln in reference.splitlines() if ln.startswith("| **resnet18** | **intensity** |")]
+    assert r"| AUROC | \+0.200 | 1/1 seeds | 1 | — | — | — | \+0.200 \(seed 0\) |" in paired
+    (explored,) = [ln for ln in exploratory.splitlines() if ln.startswith("| **resnet18** | **autoencoder** |")]
+    assert "| 2/2 seeds | 2 | 0.500 | — | 0.126 |" in explored
+    assert r"*Note:* 2 seed\(s\) cannot reach p \< 0.05 in a rank test" in exploratory
+    assert "*Note:* resnet18 − intensity: one seed: nothing to test across seeds" in exploratory
     (failed,) = [ln for ln in section.splitlines() if ln.startswith("- intensity-seed1-embedded")]
     assert "**failed**: intensity: RuntimeError: broke \\<\\*on purpose\\*\\>; run [int-s1](int-s1.md)" in failed
     assert "/cluster/runs/int-s1/log.txt" in failed and "submitit/1\\_0\\_log.err" in failed
@@ -312,6 +354,19 @@ def test_index_shows_a_grid_as_one_table_and_a_malformed_grid_as_a_notice(tmp_pa
     section = index[index.index("### Grid 20260106-pending"):index.index("### Grid 20260103-090000-abcd1234")]
     assert "0 of 1 cells complete" in section and "Not collected yet: `python -m harness grid collect`" in section
     assert "|" not in section and "Cells without a complete run" not in section
+    # collected before the across-seed tests: the tables as they were, the tests as dashes
+    path = runs / "grids" / "20260103-090000-abcd1234" / "grid.json"
+    older = json.loads(path.read_text())
+    del older["gap"]
+    older["table"] = [{k: v for k, v in e.items() if k not in ("share", "trainings")} for e in older["table"]]
+    older["paired"] = [{k: v for k, v in e.items() if k in ("dataset", "method", "other", "metric", "seeds", "values",
+                                                           "mean", "sd", "agree")} for e in older["paired"]]
+    path.write_text(json.dumps(older))
+    render_all(runs, out)
+    index = (out / "index.md").read_text()
+    section = index[index.index("### Grid 20260103-090000-abcd1234"):]
+    assert r"| Method | AUROC mean ± sd \(min-max\) | AP mean ± sd \(min-max\) | Seed 0 | Seed 1 |" in section
+    assert r"| AUROC | \+0.200 | 1/1 seeds | — | — | — | — | \+0.200 \(seed 0\) |" in section
 
 
 def test_second_render_rewrites_nothing(tmp_path):
@@ -335,7 +390,11 @@ def test_compare_page_deltas_and_ci_overlap(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "reports"
     make_run(runs, "ra", seed=0)
     make_run(runs, "rb", seed=5)
-    assert compare_command(_args(run_a="ra", run_b="rb", runs=str(runs), out=str(out))) == 0
+    written = _compare(runs, out, "ra", "rb")
+    assert written == runs / "compares" / "ra-vs-rb.json"
+    doc = json.loads(written.read_text())
+    assert doc["same_split"] and doc["paired"]["reason"] is None and set(doc["paired"]["methods"]) == {
+        "resnet18", "intensity", "cyclegan"}
     page = (out / "compare-ra-vs-rb.md").read_text()
     fid = next(l for l in page.splitlines() if "| fid |" in l and "mri" in l)
     assert "40.00" in fid and "45.00" in fid and "5.0000" in fid
@@ -347,13 +406,13 @@ def test_compare_page_deltas_and_ci_overlap(tmp_path):
     older = json.loads(run_json.read_text())
     del older["dataset"]["bootstrap_unit"]  # as written before subject-level CIs
     run_json.write_text(json.dumps(older))
-    assert compare_command(_args(run_a="ra", run_b="rb", runs=str(runs), out=str(out))) == 0
+    _compare(runs, out, "ra", "rb")
     assert "resample different units" in (out / "compare-ra-vs-rb.md").read_text()
     make_run(runs, "rc", status="interrupted")
     with pytest.raises(ValueError, match="interrupted"):
-        compare_command(_args(run_a="ra", run_b="rc", runs=str(runs), out=str(out)))
+        compare_runs("ra", "rc", runs)
     with pytest.raises(FileNotFoundError):
-        compare_command(_args(run_a="ra", run_b="nope", runs=str(runs), out=str(out)))
+        compare_runs("ra", "nope", runs)
 
 
 def test_eda_section_tolerates_missing_and_unknown_keys(tmp_path):
@@ -393,8 +452,7 @@ def test_sphinx_builds_without_runs_and_shows_evil_names_as_text(tmp_path):
     (runs / "grids" / "20260104-bad").mkdir()
     (runs / "grids" / "20260104-bad" / "grid.json").write_text("[1")
     render_all(runs, docs / "reports")
-    compare_command(_args(run_a="20260101-100000-aaaaaaaa", run_b="20260102-100000-bbbbbbbb", runs=str(runs),
-                          out=str(docs / "reports")))
+    _compare(runs, docs / "reports", "20260101-100000-aaaaaaaa", "20260102-100000-bbbbbbbb")
     built = _sphinx(docs, tmp_path / "html")
     assert built.returncode == 0, built.stdout + built.stderr
     html = (tmp_path / "html" / "reports" / "20260101-100000-aaaaaaaa.html").read_text()
@@ -412,7 +470,8 @@ def test_sphinx_builds_without_runs_and_shows_evil_names_as_text(tmp_path):
 def test_report_package_imports_no_torch_or_sklearn():
     """The docs env (tox -e docs) has no ML stack: rendering must not import it, directly or
     through what reports/ imports from harness (results, config, seed_summary)."""
-    code = ("import sys, reports.__main__, reports.render, reports.run_page, reports.figures, reports.eda_section\n"
+    code = ("import sys, reports.__main__, reports.render, reports.run_page, reports.figures, reports.eda_section, "
+            "reports.compare\n"
             "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'torchvision', 'sklearn', "
             "'torch_fidelity', 'scipy'})\n"
             "print(heavy)\n")
@@ -421,22 +480,24 @@ def test_report_package_imports_no_torch_or_sklearn():
     assert out.stdout.strip() == "[]"
 
 
-def test_numpy_curves_match_sklearn_with_ties():
-    metrics = pytest.importorskip("sklearn.metrics")
-    from reports import curves
+def test_curves_are_drawn_from_stored_points_and_an_older_run_gets_a_note(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    stored = json.loads((folder / "curves" / "detection.json").read_text())["methods"]
+    stored["resnet18"]["roc"] = {"fpr": [0.0, 1.0], "tpr": [0.0]}  # malformed: a note, not a crash
+    stored["intensity"] = {"n": 40, "positives": 0, "note": "test scores hold one class only; no curve"}
+    (folder / "curves" / "detection.json").write_text(json.dumps({"schema_version": 1, "methods": stored}))
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    assert "r1/roc.png" in page and (out / "r1" / "pr.png").stat().st_size > 1000  # cyclegan is drawn
+    assert "resnet18: no stored curve points" in page and "intensity: test scores hold one class only" in page
 
-    rng = np.random.default_rng(7)
-    for _ in range(50):
-        labels = rng.integers(0, 2, 40)
-        labels[:2] = [0, 1]
-        scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounded: many ties
-        assert curves.roc_auc(labels, scores) == pytest.approx(metrics.roc_auc_score(labels, scores))
-        assert curves.average_precision(labels, scores) == pytest.approx(metrics.average_precision_score(labels, scores))
-        fpr, tpr, _ = metrics.roc_curve(labels, scores, drop_intermediate=False)
-        np.testing.assert_allclose(np.vstack(curves.roc_curve(labels, scores)), np.vstack([fpr, tpr]))
-        precision, recall, _ = metrics.precision_recall_curve(labels, scores)
-        np.testing.assert_allclose(np.vstack(curves.precision_recall_curve(labels, scores)),
-                                   np.vstack([precision, recall]))
+    (folder / "curves" / "detection.json").unlink()  # as written before the harness stored curves
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    assert "roc.png" not in page and not (out / "r1" / "roc.png").exists()
+    (note,) = [ln for ln in page.splitlines() if "No ROC or PR curves" in ln]
+    assert "curves/detection.json" in note
 
 
 def _add_rows(folder: Path, rows: list[dict]) -> None:
@@ -446,39 +507,88 @@ def _add_rows(folder: Path, rows: list[dict]) -> None:
     path.write_text(json.dumps(metrics))
 
 
-def test_run_page_shows_paired_differences_new_metrics_and_downloads(tmp_path):
+def _pair(method: str, other: str, value: float, p: float | None, p_holm: float | None = None, **extra) -> list[dict]:
+    """The auroc_delta and ap_delta rows of ``method`` minus ``other`` (p_holm left out when None:
+    a schema-1 row has no such key)."""
+    base = {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None,
+            "method": method, "other": other, "value": value, "ci_low": value - 0.1, "ci_high": value + 0.1,
+            "p_value": p, **({} if p_holm is None else {"p_holm": p_holm}), **extra}
+    return [{**base, "metric": m} for m in ("auroc_delta", "ap_delta")]
+
+
+def _section(page: str, heading: str) -> str:
+    start = page.index(heading)
+    end = page.find("\n### ", start + len(heading))
+    return page[start:end if end > 0 else None]
+
+
+def test_run_page_shows_each_method_minus_the_fixed_references_never_a_best_by_test(tmp_path):
     runs, out = tmp_path / "runs", tmp_path / "reports"
-    folder = make_run(runs, "r1")
-    base = {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None}
-    paired = [{**base, "method": a, "other": b, "metric": m, "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1,
-               "p_value": p} for a, b, v, p in (("resnet18", "cyclegan", 0.225, 0.0004), ("cyclegan", "resnet18", -0.225,
-                                                                                         0.0004),
-                                                ("intensity", "cyclegan", 0.075, 0.2), ("cyclegan", "intensity", -0.075, 0.2),
-                                                ("intensity", "shortcut-floor", 0.1, 0.04))
-              for m in ("auroc_delta", "ap_delta")]
+    folder = make_run(runs, "r1")  # run order resnet18, intensity, cyclegan; resnet18 has the highest test AUROC
+    family = "p: subject permutation test, exact over all 4096 swap patterns of 12 subjects; Holm over the 3 " \
+             "comparisons against the shortcut floor"
+    paired = [*_pair("resnet18", "intensity", 0.05, 0.3, 0.3), *_pair("intensity", "resnet18", -0.05, 0.3, 0.3),
+              *_pair("cyclegan", "intensity", 0.3, 0.01, 0.02), *_pair("intensity", "cyclegan", -0.3, 0.01, 0.02),
+              *_pair("resnet18", "cyclegan", -0.25, None), *_pair("cyclegan", "resnet18", 0.25, None),
+              *_pair("resnet18", "shortcut-floor", 0.15, 0.001, 0.003, note=family),
+              *_pair("intensity", "shortcut-floor", 0.1, 0.04, 0.12, note=family),
+              *_pair("cyclegan", "shortcut-floor", 0.4, 0.0002, 0.0006, note=family)]
     _add_rows(folder, paired + [
-        {**base, "method": "cyclegan", "metric": "dice", "value": 0.21, "ci_low": 0.1, "ci_high": 0.3},
-        {**base, "method": "shortcut-floor", "metric": "auroc", "value": 0.55, "ci_low": 0.45, "ci_high": 0.65},
-        {**base, "method": "resnet18", "metric": "brand_new_metric", "value": 0.123, "ci_low": None, "ci_high": None},
+        {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None,
+         "method": "cyclegan", "metric": "dice", "value": 0.21, "ci_low": 0.1, "ci_high": 0.3},
+        {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None,
+         "method": "shortcut-floor", "metric": "auroc", "value": 0.55, "ci_low": 0.45, "ci_high": 0.65},
+        {"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40, "note": None,
+         "method": "resnet18", "metric": "brand_new_metric", "value": 0.123, "ci_low": None, "ci_high": None},
     ])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "schema_version": 2}))
     render_all(runs, out)
     page = (out / "r1.md").read_text()
     headline = page[page.index("::::{container} headline"):page.index("::::\n", page.index("container} headline") + 30)]
     assert "| Dice |" in headline and "0.210 [0.10–0.30]{.ci}" in headline  # validation-threshold Dice
     assert "| *shortcut floor* | image labels | 0.550 [0.45–0.65]{.ci}" in headline
-    section = page[page.index("### Paired differences"):]
-    (pair,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | **cyclegan** |")]
-    assert "0.225 [0.12–0.33]{.ci} | < 0.001 |" in pair  # the best method minus each other one
-    assert "| **intensity** | *shortcut floor* | 0.100 [0.00–0.20]{.ci} | 0.040 |" in section  # vs the floor
-    assert "| **cyclegan** | **resnet18** |" not in section and "| **intensity** | **cyclegan** |" not in section
-    assert "right: resnet18 minus each other method" in page and (out / "r1" / "forest.png").stat().st_size > 1000
+    section = _section(page, "### Paired differences against fixed references")
+    against_intensity = section[section.index(r"#### Minus the intensity floor \(intensity\)"):
+                                section.index("#### Minus the shortcut floor")]
+    lines = [ln for ln in against_intensity.splitlines() if ln.startswith("| **")]
+    # the run's order, not the order of the differences; the reference itself is not listed
+    assert [ln.split(" | ")[0] for ln in lines] == ["| **resnet18**", "| **cyclegan**"]
+    assert lines[0].startswith("| **resnet18** | supervised | 0.050 [-0.05–0.15]{.ci} | 0.300 | 0.300 |")
+    assert "| 0.300 [0.20–0.40]{.ci} | 0.010 | 0.020 |" in lines[1]  # raw p, then Holm's
+    against_floor = section[section.index("#### Minus the shortcut floor"):]
+    assert "| **intensity** | none | 0.100 [0.00–0.20]{.ci} | 0.040 | 0.120 |" in against_floor
+    assert "| **cyclegan** | image labels | 0.400 [0.30–0.50]{.ci} | < 0.001 | < 0.001 |" in against_floor
+    assert against_floor.count("Holm over the 3 comparisons against the shortcut floor") == 1  # each note once
+    # no best-by-test: resnet18 (highest AUROC) minus the others is not a table of its own
+    assert "0.250 [" not in section and "best" not in section
+    assert "written before the harness tested pairs by permutation" not in page
+    assert r"right: each method minus the intensity floor \(intensity\), a reference fixed in advance" in page
+    assert (out / "r1" / "forest.png").stat().st_size > 1000
     assert "### Other metrics" in page and "brand\\_new\\_metric" in page and "0.123" in page
 
     with (out / "r1" / "metrics.csv").open(newline="") as fh:
         table = list(csv.DictReader(fh))
     assert len(table) == len(json.loads((folder / "metrics.json").read_text())["rows"])
-    (row,) = [r for r in table if r["metric"] == "auroc_delta" and r["method"] == "resnet18"]
-    assert row["other"] == "cyclegan" and row["p_value"] == "0.0004"
+    (row,) = [r for r in table if (r["metric"], r["method"], r["other"]) == ("auroc_delta", "cyclegan", "intensity")]
+    assert row["p_value"] == "0.01" and row["p_holm"] == "0.02"
+
+
+def test_a_schema_1_run_with_bootstrap_p_values_still_loads_and_renders(tmp_path):
+    from harness.results import read_run
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "old")  # metrics.json schema 1: no p_holm anywhere
+    _add_rows(folder, [*_pair("cyclegan", "intensity", 0.3, 0.0004), *_pair("intensity", "cyclegan", -0.3, 0.0004),
+                       *_pair("resnet18", "cyclegan", -0.25, 0.01)])
+    rows = read_run(folder).metrics
+    assert all(r["p_holm"] is None for r in rows) and any(r["p_value"] == 0.0004 for r in rows)
+    render_all(runs, out)
+    page = (out / "old.md").read_text()
+    section = _section(page, "### Paired differences against fixed references")
+    assert "| **cyclegan** | image labels | 0.300 [0.20–0.40]{.ci} | < 0.001 | — |" in section  # raw p, no Holm
+    assert "written before the harness tested pairs by permutation" in section
+    assert "| **resnet18** |" not in section  # an exploratory pair is not tested on the page
 
 
 def test_failed_run_states_its_cause_first_and_blames_no_method(tmp_path):
@@ -553,3 +663,29 @@ def test_python_m_reports_renders_without_the_harness_cli(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "no runs yet" in out.stdout
     assert "No runs have been rendered yet" in (tmp_path / "site" / "index.md").read_text()
+
+
+def test_run_page_takes_titles_and_digits_from_the_runs_infos_and_gives_a_new_family_its_table(tmp_path):
+    """A run's metrics.json ``metrics`` block, not a list in reports/, says how a metric reads: a
+    retitled built-in shows its new title, and a plugin suite's family gets a table of its own."""
+    from harness.metric_info import SCHEMA1_METRICS, MetricInfo, infos_to_document
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    infos = dict(SCHEMA1_METRICS) | {
+        "auroc": MetricInfo("auroc", "Image AUROC", "detection", higher_is_better=True, summarised=True),
+        "spread": MetricInfo("spread", "Score spread", "score shape", digits=1, higher_is_better=False)}
+    doc = json.loads((folder / "metrics.json").read_text())
+    doc["metrics"] = infos_to_document(infos.values())
+    doc["rows"].append({"method": "intensity", "split": "test", "domain": "all", "metric": "spread",
+                        "feature_space": None, "value": 2.345, "std": None, "ci_low": 1.5, "ci_high": 3.25,
+                        "n": 40, "note": "spread of the test scores", "other": None, "p_value": None})
+    (folder / "metrics.json").write_text(json.dumps(doc))
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    assert "| Method | Supervision | Image AUROC |" in page
+    section = page[page.index("### Score shape"):]
+    assert "| Method | Supervision | Score spread ↓ |" in section
+    assert "| **intensity** | none | 2.3 [1.50–3.25]{.ci} |" in section  # one digit, as the info says
+    assert "- intensity Score spread: spread of the test scores" in section
+    assert "### Other metrics" not in page  # described metrics are not "other"

@@ -13,12 +13,13 @@ import pytest
 import torch
 
 import harness.results as results
-from harness.config import PROFILES, RunConfig
+from harness.config import PROFILES, DataSpec, RunConfig
 from harness.results import (SCHEMA_VERSION, RunFolder, SchemaError, atomic_write_json, list_runs,
                              load_run, metric_row)
 from harness.run_env import capture_environment, git_commit
 
-CONFIG = RunConfig(profile=PROFILES["smoke"], seed=0, methods=("toy",))
+DATA = (DataSpec(dataset="mni152-lesions"),)
+CONFIG = RunConfig(profile=PROFILES["smoke"], seed=0, data=DATA, methods=("toy",))
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
 
 
@@ -27,7 +28,7 @@ def test_run_id_format_and_never_overwrites(tmp_path):
     b = RunFolder.create(tmp_path, CONFIG, when=WHEN)
     assert a.run_id == f"20260102-030405-{CONFIG.short_hash()}"
     assert b.run_id == f"20260102-030406-{CONFIG.short_hash()}"
-    other = RunFolder.create(tmp_path, RunConfig(profile=PROFILES["smoke"], seed=1), when=WHEN)
+    other = RunFolder.create(tmp_path, RunConfig(profile=PROFILES["smoke"], seed=1, data=DATA), when=WHEN)
     assert other.run_id.startswith("20260102-030405-") and other.run_id != a.run_id
 
 
@@ -91,7 +92,7 @@ def test_version_0_files_are_upgraded(tmp_path):
          "ci_low": 0.7, "ci_high": 0.9},
     ]))
     run = load_run(folder)
-    assert run["run"]["schema_version"] == 1 and run["run"]["notes"] == []
+    assert run["run"]["schema_version"] == SCHEMA_VERSION and run["run"]["notes"] == []
     assert run["run"]["methods"]["old"]["error"] is None and run["run"]["methods"]["old"]["timings"] == {}
     (row,) = run["metrics"]
     assert row["split"] == "test" and row["value"] == 0.8 and row["std"] is None and row["note"] is None
@@ -111,6 +112,38 @@ def test_newer_or_broken_schema_is_a_clear_error(tmp_path):
     assert len(listed) == 1 and "error" in listed[0]
     with pytest.raises(FileNotFoundError):
         load_run(tmp_path / "missing")
+
+
+def test_read_run_reads_what_it_can_and_names_the_rest(tmp_path):
+    """The report's reader: a damaged optional file is a problem on the page, never a crash."""
+    folder = RunFolder.create(tmp_path, CONFIG, when=WHEN)
+    folder.write_run({"run_id": folder.run_id, "status": "complete", "methods": {}})
+    folder.write_metrics([metric_row("toy", "auroc", 0.9)])
+    points = {"n": 2, "positives": 1, "auroc": 1.0, "ap": 1.0, "roc": {"fpr": [0.0, 0.0, 1.0], "tpr": [0.0, 1.0, 1.0]},
+              "pr": {"recall": [1.0, 0.0], "precision": [1.0, 1.0]}, "note": None}
+    written = folder.write_detection_curves({"split": "test", "methods": {"toy": points}})
+    assert written == folder.file(results.DETECTION_CURVES) == folder.path / "curves" / "detection.json"
+    folder.write_curves("toy", {"epoch": [1], "loss": [0.3]})
+    folder.method_dir("broken").joinpath("curves.json").write_text("{")
+    folder.file("eda").mkdir()
+    folder.file("eda/eda.json").write_text("[1")
+    data = results.read_run(folder.path)
+    assert data.run_id == folder.run_id and data.status == "complete" and data.metrics[0]["value"] == 0.9
+    assert data.detection_curves["methods"]["toy"] == points and data.curves == {"toy": {"epoch": [1], "loss": [0.3]}}
+    assert [p.split(":")[0] for p in data.problems] == ["broken/curves.json unreadable", "eda/eda.json unreadable"]
+    assert load_run(folder.path)["files"]["detection_curves"] == str(written)
+
+    folder.file("metrics.json").write_text("{")
+    folder.file(results.DETECTION_CURVES).write_text(json.dumps({"schema_version": SCHEMA_VERSION + 1}))
+    data = results.read_run(folder.path)
+    assert data.metrics == [] and data.detection_curves is None
+    assert any(p.startswith("metrics.json unreadable") for p in data.problems)
+    assert any("curves/detection.json unreadable" in p and "newer" in p for p in data.problems)
+    folder.file(results.DETECTION_CURVES).unlink()  # a run from before curves were stored
+    assert results.read_run(folder.path).detection_curves is None and folder.read_detection_curves() is None
+    folder.file("run.json").write_text("{")
+    with pytest.raises(results.RunReadError, match="not valid JSON"):
+        results.read_run(folder.path)
 
 
 def test_list_runs_sorted(tmp_path):

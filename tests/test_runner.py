@@ -17,7 +17,7 @@ import torch
 
 from harness.cli import main
 from harness.registry import METHODS
-from harness.results import atomic_write_json, load_run
+from harness.results import SCHEMA_VERSION, atomic_write_json, load_run, metric_row
 from runner_toys import TOYS, Interruptible, make_folder_dataset
 
 
@@ -73,7 +73,7 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     run = load_run(folder)
     info = run["run"]
     assert info["status"] == "complete" and info["finished"]
-    assert info["schema_version"] == 1 and info["run_id"] == folder.name
+    assert info["schema_version"] == SCHEMA_VERSION and info["run_id"] == folder.name
     assert info["config"]["seed"] == 0 and info["profile"] == "smoke"
     assert info["dataset"]["n_images"] == 32 and info["dataset"]["has_masks"] is True
     assert info["dataset"]["bootstrap_unit"] == "image"  # a folder names no subjects
@@ -166,21 +166,21 @@ def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path, fast_eda)
 
 
 def test_translating_method_gets_generative_rows(dataset, tmp_path, fast_eda, monkeypatch):
-    import harness.runner as runner
+    import harness.metrics.generative_suite as generative_suite
+    import harness.feature_space as feature_space
 
     seen = {}
 
     def fake_generative(method, data, *, settings, device, seed, working_size, inception_weights, mri,
                         mri_missing, cache_dir, logger):
         seen.update(data=data, mri=mri, missing=mri_missing, seed=seed)
-        return [{"method": method, "split": "test", "domain": "tumor", "metric": "fid",
-                 "feature_space": "mri-resnet18", "value": 1.5, "std": None, "ci_low": None,
-                 "ci_high": None, "n": len(data.real["tumor"]), "note": None}]
+        return [metric_row(method, "fid", 1.5, domain="tumor", feature_space="mri-resnet18",
+                           n=len(data.real["tumor"]))]
 
     ckpt = tmp_path / "mri.pt"
     ckpt.write_bytes(b"weights")
-    monkeypatch.setattr(runner, "evaluate_generative", fake_generative)
-    monkeypatch.setattr(runner, "dedicated_checkpoint", lambda *a, **k: ckpt)
+    monkeypatch.setattr(generative_suite, "evaluate_generative", fake_generative)
+    monkeypatch.setattr(feature_space, "dedicated_checkpoint", lambda *a, **k: ckpt)
     code, folder = _run(dataset, tmp_path / "runs", "toy-translate")
     assert code == 0
     assert seen["mri"] is None and str(ckpt) in seen["missing"] and seen["seed"] == 0  # not a checkpoint
@@ -215,16 +215,49 @@ def test_seeds_make_one_run_each_and_print_the_spread(dataset, tmp_path, fast_ed
     out = tmp_path / "runs"
     code, _ = _run(dataset, out, "toy-mean", extra=("--seeds", "0", "1", "2"))
     assert code == 0
-    runs = [load_run(folder) for folder in sorted(out.iterdir())]
+    runs = [load_run(folder) for folder in sorted(out.iterdir()) if (folder / "run.json").is_file()]
     assert sorted(r["run"]["seed"] for r in runs) == [0, 1, 2]
     aurocs = [_rows(r)[("toy-mean", "auroc")]["value"] for r in sorted(runs, key=lambda r: r["run"]["seed"])]
     printed = capsys.readouterr().out
-    (line,) = [ln for ln in printed.splitlines() if ln.startswith("toy-mean") and " auroc " in ln]
+    table = printed[printed.index("test AUROC"):]  # the grid's per-metric table: method, one column per seed, spread
+    (line,) = [ln for ln in table.splitlines() if ln.startswith("toy-mean")][:1]
+    assert line.split()[1:4] == [f"{v:.3f}" for v in aurocs]
     assert f"{np.mean(aurocs):.3f} ± {np.std(aurocs, ddof=1):.3f}" in line
-    assert line.split()[-3:] == [f"{v:.3f}" for v in aurocs]
+    # the primary inference: each method minus the shortcut floor, tested across the 3 seeds
+    tests = printed[printed.index("each method minus the fixed references"):]
+    assert any(ln.split()[1:3] == ["toy-mean", "shortcut-floor"] for ln in tests.splitlines())
+    assert "Wilcoxon p" in tests and "note: 3 seed(s) cannot reach p < 0.05 in a rank test" in tests
+    # the series is a grid of whole runs, run here: its folder says which runs it holds
+    (grid_dir,) = (out / "grids").iterdir()
+    grid = json.loads((grid_dir / "grid.json").read_text())
+    assert grid["spec"]["together"] and [c["seed"] for c in grid["cells"]] == [0, 1, 2]
+    assert {c["run_id"] for c in grid["cells"]} == {r["run"]["run_id"] for r in runs}
     assert main(["run", "--method", "toy-mean", "--seeds", "0", "1", "--seed", "3", "--output", str(out)]) == 2
     assert main(["run", "--seeds", "0", "1", "--resume", runs[0]["run"]["run_id"], "--output", str(out)]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+def test_train_seeds_of_one_split_give_training_noise_and_no_split_noise(dataset, tmp_path, fast_eda, capsys):
+    """Two --train-seeds runs of one split: same split, other training; the summary puts all of
+    their spread into training noise."""
+    out = tmp_path / "runs"
+    code, _ = _run(dataset, out, "toy-noisy", extra=("--seed", "100", "--train-seeds", "2"))
+    assert code == 0
+    runs = sorted((load_run(f) for f in out.iterdir() if (f / "run.json").is_file()),
+                  key=lambda r: r["run"]["config"].get("train_seed", 0))
+    assert [r["run"]["seed"] for r in runs] == [100, 100]
+    assert "train_seed" not in runs[0]["run"]["config"] and runs[1]["run"]["config"]["train_seed"] == 1100
+    assert runs[0]["run"]["split"]["hash"] == runs[1]["run"]["split"]["hash"]
+    aurocs = [_rows(r)[("toy-noisy", "auroc")]["value"] for r in runs]
+    (grid_dir,) = (out / "grids").iterdir()
+    grid = json.loads((grid_dir / "grid.json").read_text())
+    (entry,) = [r for r in grid["table"] if r["method"] == "toy-noisy" and r["metric"] == "auroc"]
+    assert entry["seeds"] == [100] and entry["trainings"] == [aurocs]
+    assert entry["split_sd"] == 0.0 and entry["train_sd"] > 0
+    assert entry["train_sd"] == pytest.approx(np.std(aurocs, ddof=1))
+    printed = capsys.readouterr().out
+    line = next(ln for ln in printed[printed.index("test AUROC"):].splitlines() if ln.startswith("toy-noisy"))
+    assert line.split()[-2:] == ["0.000", f"{entry['train_sd']:.3f}"]  # split sd, train sd
 
 
 @pytest.mark.slow

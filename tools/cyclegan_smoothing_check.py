@@ -3,7 +3,7 @@
 Loads the newest checkpoint of a run's ``cyclegan`` (trains nothing), then for each smoothing
 sigma re-selects the map and aggregate on validation exactly as deployed and scores test with
 the choice. It prints test numbers, so it refuses any run below seed 100 (the reporting seeds
-are 0-4): run it on a development-seed run (docs/protocol.md).
+are 10-19; 0-4 are retired): run it on a development-seed run (docs/protocol.md).
 
 usage: python tools/cyclegan_smoothing_check.py RUN_FOLDER
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 import torch
 from sklearn.metrics import roc_auc_score
 
-import harness.scoring as scoring
-from harness.registry import METHODS
-from harness.runner import DataLayer, Runner, config_from_dict
-from generative.cyclegan.train import CycleGANTrainer
+from harness import scoring
+from harness.method_build import build_method
+from harness.request import config_from_dict
+from harness.run_inputs import DataLayer, load_size, open_inputs
 
 SIGMAS_PER_PX = (0.0, 1 / 64, 1 / 32, 1 / 16)
 
@@ -32,27 +32,24 @@ def main(run: Path) -> None:
     if config.seed < 100:
         sys.exit(f"error: run {info['run_id']} has seed {config.seed}; this prints test numbers, so only "
                  "development seeds (100 and up) are allowed")
-    runner = Runner(config, DataLayer.default(), progress=False)
-    source, split = runner._open_data()
-    size = runner._load_size()
-    val, test = (runner.data.load_imageset(source, split, w, size, False) for w in ("val", "test"))
-    method = METHODS.get(name)(runner._settings(name))
-    method.trainer = CycleGANTrainer(method.settings, torch.device("cpu"), config.seed,
-                                     run / "methods" / name, logging.getLogger(name))
-    files = sorted((run / "methods" / name / "checkpoints").glob("epoch-*.pt"))
-    if not files:
-        sys.exit(f"error: no checkpoint under {run / 'methods' / name / 'checkpoints'}")
-    payload = torch.load(files[-1], map_location="cpu", weights_only=True)
-    epoch, state = payload["epoch"], payload["state"]
-    method.trainer.load_state_dict(state)
+    data = DataLayer.default()
+    inputs = open_inputs(config, data)
+    sets = inputs.load(data, load_size(config), progress=False)
+    val, test = sets["val"], sets["test"]
+    logger = logging.getLogger(name)
+    method, _ = build_method(name, config.method_settings[name], device=torch.device("cpu"), seed=config.seed,
+                             profile=config.profile.name, output_dir=run / "methods" / name, logger=logger)
+    try:
+        epoch = method.restore(run / "methods" / name, torch.device("cpu"), config.seed, logger)
+    except FileNotFoundError as exc:
+        sys.exit(f"error: {exc}")
     print(f"checkpoint after epoch {epoch}")
-    h_val, h_test = method._to_healthy(val), method._to_healthy(test)
-    print(f"run {info['run_id']} seed {config.seed} method {name} split {split.hash[:12]} "
+    h_val, h_test = method.to_healthy(val), method.to_healthy(test)
+    print(f"run {info['run_id']} seed {config.seed} method {name} split {inputs.split.hash[:12]} "
           f"n_val {len(val)} n_test {len(test)}")
     for per_px in SIGMAS_PER_PX:
-        scoring._SIGNED_SIGMA_PER_PX = per_px
-        sel = scoring.select_scoring(val, h_val)
-        scores, maps = scoring.deploy(test, h_test, sel)
+        sel = scoring.select_scoring(val, h_val, signed_per_px=per_px)
+        scores, maps = scoring.deploy(test, h_test, sel, signed_per_px=per_px)
         auroc = roc_auc_score(test.labels.numpy(), scores)
         pix = scoring.pixel_auroc(maps, test.masks, test.brain.squeeze(1)) if test.masks is not None else None
         signed = {k: round(v, 3) for k, v in sel["table"].items()

@@ -12,6 +12,7 @@ brain mask), so the recorded validation AUROC is the deployed scorer's.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class CycleGANMethod(Method):
                         _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
 
     def _select(self, val: ImageSet) -> dict[str, object]:
-        return select_scoring(val, self._to_healthy(val))
+        return select_scoring(val, self.to_healthy(val))
 
     def _evaluate(self, val: ImageSet, mri_fid: Callable[[torch.Tensor, torch.Tensor], float | None] | None
                   ) -> dict[str, float | None]:
@@ -84,7 +85,7 @@ class CycleGANMethod(Method):
 
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
-        healthy = self._to_healthy(images)
+        healthy = self.to_healthy(images)
         scores, maps = deploy(images, healthy, self.selected)
         translated = resize(healthy, tuple(images.images.shape[-2:]))
         return ScoreOutput(scores=scores, maps=maps.numpy(),
@@ -113,13 +114,24 @@ class CycleGANMethod(Method):
     def checkpoint(self) -> Path | None:
         return None if self.trainer is None else self.trainer.checkpointer.last_path
 
+    def restore(self, output_dir: Path, device: torch.device, seed: int, logger: logging.Logger) -> int:
+        """Load the newest checkpoint a finished ``fit`` left in ``output_dir`` (trains nothing),
+        for development tools that re-score a run; returns its epoch."""
+        self.trainer = CycleGANTrainer(self.settings, device, seed, output_dir, logger)
+        last = self.trainer.checkpointer.load_last(map_location=device)
+        if last is None:
+            raise FileNotFoundError(f"no cyclegan checkpoint under {output_dir / 'checkpoints'}")
+        epoch, state = last
+        self.trainer.load_state_dict(state)
+        return epoch
+
     # -- helpers ---------------------------------------------------------------------------
     def _require_fitted(self) -> None:
         if self.trainer is None:
             raise RuntimeError("cyclegan: call fit() before score() or translate()")
 
-    def _to_healthy(self, images: ImageSet) -> torch.Tensor:
-        """The tumor->healthy translation at the model's size."""
+    def to_healthy(self, images: ImageSet) -> torch.Tensor:
+        """The tumor->healthy translation at the model's size (what the anomaly maps compare with)."""
         self._require_fitted()
         assert self.trainer is not None
         return self._run(self.trainer.G_AB, images.resized(self.settings.image_size).images)

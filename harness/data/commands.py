@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.config import Profile, apply_overrides, get_profile, load_toml_overrides, parse_set_option
-from harness.data.sources import open_dataset
+from harness.data.sources import data_specs, open_dataset
 from harness.data.splits import SPLITS, Split, make_split
 from harness.data.types import DataSource
 
@@ -26,7 +26,7 @@ def resolve_profile(args: argparse.Namespace) -> Profile:
 
 def _open(args: argparse.Namespace) -> tuple[DataSource, Split]:
     profile = resolve_profile(args)
-    source = open_dataset(args.data, profile, args.seed)
+    source = open_dataset(data_specs(args.data, args.dataset, profile), args.seed)
     return source, make_split(source, args.seed, profile.split)
 
 
@@ -63,9 +63,10 @@ def _print_subjects_and_strata(source: DataSource, split: Split) -> None:
     if counts is None:
         return  # every image is its own subject: the image counts above say it all
     names = list(counts["train"].get("strata", {}))
-    print(f"{'subjects':<8}{'with tumor':>12}{'without':>10}" + "".join(f"{n:>8}" for n in names))
+    width = {n: max(8, len(n) + 2) for n in names}  # cohort strata read "source/sequence"
+    print(f"{'subjects':<8}{'with tumor':>12}{'without':>10}" + "".join(f"{n:>{width[n]}}" for n in names))
     for s, row in counts.items():
-        per_stratum = "".join(f"{row['strata'][n]:>8}" for n in names)
+        per_stratum = "".join(f"{row['strata'][n]:>{width[n]}}" for n in names)
         print(f"{s:<8}{row['with_tumor']:>12}{row['without']:>10}{per_stratum}")
 
 

@@ -22,7 +22,8 @@ from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
 from harness.atomic import atomic_write_bytes
-from harness.data.eda import ImageSample, feature_value
+from harness.data.eda_sample import ImageSample
+from harness.data.file_audit import feature_value
 from harness.data.types import Record
 
 DPI = 100

@@ -23,6 +23,9 @@ subjects); slices in between are left out as ambiguous and counted in ``notices`
 
 The cohort is cached as a compressed ``.npz`` keyed by (generator version, seed, settings) in
 ``$HARNESS_CACHE`` or ``~/.cache/brain-mri-harness/``; the file is written atomically.
+
+Registered as the data source ``mni152-lesions`` (the default without ``--data``); its settings
+are the ``cohort`` section (``--set cohort.n_subjects=8``), sized per profile.
 """
 
 from __future__ import annotations
@@ -36,16 +39,58 @@ from pathlib import Path
 import imagehash
 import numpy as np
 from PIL import Image
+from pydantic import Field
 
 from harness.atomic import atomic_write
-from harness.config import CohortSettings
 from harness.data.mri_contrast import SEQUENCES
-from harness.data.types import DatasetError, Record, SkippedFile
+from harness.data.sources import DEFAULT_DATASET, DatasetSettings, DatasetSource
+from harness.data.types import DatasetError, DataSource, Record, SkippedFile
 from harness.data.virtual_subject import MNI_Z_OFFSET, SubjectPlan, simulate_subject, slice_heights
 from harness.progress import progress as progress_bar
+from harness.registry import register_dataset
 
 GENERATOR_VERSION = "v3"
-NAME = "mni152-lesions"
+NAME = DEFAULT_DATASET
+
+
+class CohortSettings(DatasetSettings):
+    """Size and difficulty of the embedded ``mni152-lesions`` cohort. The fields and their order
+    are part of the cache key: the same settings give the same cohort."""
+
+    n_subjects: int = Field(48, ge=1, description="virtual subjects")
+    tumor_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of subjects with lesions "
+                                  "(their lesion-free slices are no_tumor too)")
+    slice_size: int = Field(128, ge=16, description="slice size (px); the load size when no method sets one")
+    slices_per_subject: int = Field(24, ge=1, description="axial slices per subject, from one band of heights")
+    lesion_radius_mm: tuple[float, float] = Field((8.0, 22.0), description="lesion radius range (mm)")
+    lesion_contrast: float = Field(1.0, ge=0.0, description="lesion intensity contrast (0: invisible)")
+    # slices with a smaller lesion are left out as ambiguous (neither clearly tumor nor healthy)
+    min_lesion_fraction: float = Field(0.005, gt=0.0, lt=1.0, description="a slice is tumor when its "
+                                       "lesion covers at least this share of its brain area")
+
+
+@register_dataset(NAME)
+class EmbeddedSource(DatasetSource):
+    """The embedded cohort as a registered source: no path, chosen when ``--data`` is not given."""
+
+    description = ("embedded default: virtual subjects from the MNI152 template with 3D lesions and "
+                   "ground-truth masks; no download (used when --data is not given)")
+    expects = "no path: made by the harness"
+    section = "cohort"
+    takes_path = False
+    Settings = CohortSettings
+    profile_defaults = {
+        "smoke": {"n_subjects": 12, "slice_size": 64, "slices_per_subject": 12},
+        "paper": {"n_subjects": 120, "slice_size": 256, "slices_per_subject": 32},
+    }
+
+    @classmethod
+    def open(cls, path: Path | None, settings: CohortSettings, seed: int, progress: bool) -> DataSource:
+        return load_embedded_cohort(settings, seed, progress=progress)
+
+    @classmethod
+    def working_size(cls, settings: CohortSettings) -> int:
+        return settings.slice_size
 _CACHE_FIELDS = ("images", "masks", "ids", "labels", "subjects", "sha256", "phash", "sequence", "z",
                  "mean_brightness", "notices", "key")
 

@@ -1,12 +1,14 @@
 """Folder datasets (``--data PATH``): the Kaggle brain-tumor layouts as they come.
 
-The label of an image is the nearest ancestor folder whose name is in :data:`LABEL_ALIASES`
-(case-insensitive; spaces, ``-`` and ``_`` ignored, so ``No Tumor``, ``no-tumor`` and
-``no_tumor`` agree). Images under a ``Testing``/``test`` folder keep that split. Lesion masks
-may sit in a ``masks/`` folder beside the images. Every file that cannot be used is listed in
-``skipped`` with its reason; hidden and OS files (``.DS_Store``, ``._*``, ``Thumbs.db``,
+Registered as the data source ``folder``; its layout rules are its settings
+(:class:`FolderSettings`, ``--set folder.KEY=VALUE``), with the Kaggle layouts as defaults.
+The label of an image is the nearest ancestor folder whose name is in ``tumor_folders`` or
+``no_tumor_folders`` (case-insensitive; spaces, ``-`` and ``_`` ignored, so ``No Tumor``,
+``no-tumor`` and ``no_tumor`` agree). Images under a ``Testing``/``test`` folder keep that split.
+Lesion masks may sit in a ``masks/`` folder beside the images. Every file that cannot be used is
+listed in ``skipped`` with its reason; hidden and OS files (``.DS_Store``, ``._*``, ``Thumbs.db``,
 ``desktop.ini``, ``__MACOSX/``) are ignored and only counted in a notice, since they are never
-meant as data.
+meant as data (so they are constants, not settings).
 """
 
 from __future__ import annotations
@@ -15,25 +17,20 @@ import hashlib
 import os
 import re
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
+from pydantic import Field, ValidationInfo, field_validator
 
-from harness.labels import NO_TUMOR, TUMOR
 from harness.data.imageio import IMAGE_EXTENSIONS, DecodeError, Decoded, decode_file
-from harness.data.types import DatasetError, Record, SkippedFile
+from harness.data.sources import DatasetSettings, DatasetSource
+from harness.data.types import NO_TUMOR, TUMOR, DatasetError, DataSource, Record, SkippedFile
 from harness.progress import progress as progress_bar
+from harness.registry import register_dataset
 
-LABEL_ALIASES: dict[str, str] = {
-    **{k: TUMOR for k in ("yes", "tumor", "tumour", "glioma", "meningioma", "pituitary",
-                          "gliomatumor", "meningiomatumor", "pituitarytumor")},
-    **{k: NO_TUMOR for k in ("no", "notumor", "notumour", "normal", "healthy")},
-}
-TEST_FOLDERS = frozenset({"testing", "test"})
-MASK_FOLDERS = frozenset({"masks", "mask"})
-UNLABELED_FOLDERS = frozenset({"pred"})
 SYSTEM_FILES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db"})
 SYSTEM_FOLDERS = frozenset({"__macosx", "$recycle.bin", "system volume information"})
 _SEPARATORS = re.compile(r"[\s_\-]+")
@@ -44,10 +41,57 @@ def normalise_folder_name(name: str) -> str:
     return _SEPARATORS.sub("", name.strip().lower())
 
 
-def label_of(parts: tuple[str, ...]) -> str | None:
-    """Label from the nearest ancestor folder in the alias table (``parts`` exclude the file)."""
+class FolderSettings(DatasetSettings):
+    """The folder layout rules; the defaults read the public Kaggle layouts as they come."""
+
+    extensions: tuple[str, ...] = Field(tuple(sorted(IMAGE_EXTENSIONS)), min_length=1,
+                                        description="file extensions read as images (.dcm needs pydicom)")
+    tumor_folders: tuple[str, ...] = Field(
+        ("yes", "tumor", "tumour", "glioma", "meningioma", "pituitary", "gliomatumor", "meningiomatumor",
+         "pituitarytumor"), min_length=1,
+        description="folder names whose images are tumor (case, spaces, - and _ ignored)")
+    no_tumor_folders: tuple[str, ...] = Field(("no", "notumor", "notumour", "normal", "healthy"), min_length=1,
+                                              description="folder names whose images are no_tumor")
+    test_folders: tuple[str, ...] = Field(("testing", "test"),
+                                          description="images below such a folder form the test split as given")
+    mask_folders: tuple[str, ...] = Field(("masks", "mask"),
+                                          description="folders of lesion masks beside the images (never read as images)")
+    mask_suffix: str = Field("_mask", description="a mask may also be named <image stem><suffix>")
+    unlabeled_folders: tuple[str, ...] = Field(("pred",), description="unlabelled folders ignored with a notice")
+    image_size: int = Field(128, ge=16, description="load size (px) when no method of the run sets one")
+
+    @field_validator("extensions")
+    @classmethod
+    def _dotted(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.lower() if v.startswith(".") else "." + v.lower() for v in values)
+
+    @field_validator("tumor_folders", "no_tumor_folders")
+    @classmethod
+    def _normalised(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(normalise_folder_name(v) for v in values)
+
+    @field_validator("test_folders", "mask_folders", "unlabeled_folders")
+    @classmethod
+    def _lower(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(v.lower() for v in values)
+
+    @field_validator("no_tumor_folders")
+    @classmethod
+    def _disjoint(cls, values: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        both = sorted(set(values) & set(info.data.get("tumor_folders", ())))
+        if both:
+            raise ValueError(f"{', '.join(both)} also in tumor_folders")
+        return values
+
+    def label_table(self) -> dict[str, str]:
+        """Normalised folder name -> label."""
+        return {**{k: TUMOR for k in self.tumor_folders}, **{k: NO_TUMOR for k in self.no_tumor_folders}}
+
+
+def label_of(parts: tuple[str, ...], table: Mapping[str, str]) -> str | None:
+    """Label from the nearest ancestor folder in ``table`` (``parts`` exclude the file)."""
     for part in reversed(parts):
-        label = LABEL_ALIASES.get(normalise_folder_name(part))
+        label = table.get(normalise_folder_name(part))
         if label is not None:
             return label
     return None
@@ -63,7 +107,9 @@ class FolderDataset:
 
     name = "folder"
 
-    def __init__(self, path: str | Path, progress: bool = True, workers: int | None = None) -> None:
+    def __init__(self, path: str | Path, progress: bool = True, workers: int | None = None,
+                 settings: FolderSettings | None = None) -> None:
+        self.settings = settings if settings is not None else FolderSettings()
         root = Path(path).expanduser()
         if not root.exists():
             raise DatasetError(f"data path {str(path)!r} does not exist")
@@ -103,15 +149,17 @@ class FolderDataset:
     def _scan(self, progress: bool) -> None:
         root = Path(self.root)
         images, mask_files, hidden = self._walk(root)
+        rules = self.settings
+        table = rules.label_table()
         unlabeled: Counter = Counter()
         labelled: list[tuple[str, str]] = []
         for rel in images:
             parts = PurePosixPath(rel).parts[:-1]
-            label = label_of(parts)
+            label = label_of(parts, table)
             if label is not None:
                 labelled.append((rel, label))
-            elif any(p.lower() in UNLABELED_FOLDERS for p in parts):
-                unlabeled[next(p for p in parts if p.lower() in UNLABELED_FOLDERS)] += 1
+            elif any(p.lower() in rules.unlabeled_folders for p in parts):
+                unlabeled[next(p for p in parts if p.lower() in rules.unlabeled_folders)] += 1
             else:
                 self.skipped.append(SkippedFile(rel, "no label folder (expected a folder named "
                                                      "like yes/no, tumor/notumor, glioma, ...)"))
@@ -119,7 +167,7 @@ class FolderDataset:
             self.notices.append(f"ignored the unlabeled folder {folder}/ ({n} files)")
         if hidden:
             self.notices.append(f"ignored {hidden} hidden or system file(s) (.DS_Store, Thumbs.db, ...)")
-        self._masks = _match_masks([rel for rel, _ in labelled], mask_files)
+        self._masks = _match_masks([rel for rel, _ in labelled], mask_files, rules)
 
         with ThreadPoolExecutor(self._workers) as pool:
             results = pool.map(_decode_one, [root / rel for rel, _ in labelled])
@@ -130,7 +178,7 @@ class FolderDataset:
                     continue
                 decoded = result
                 parts = PurePosixPath(rel).parts[:-1]
-                given = "test" if any(p.lower() in TEST_FOLDERS for p in parts) else None
+                given = "test" if any(p.lower() in rules.test_folders for p in parts) else None
                 self.records.append(Record(
                     id=rel, label=label, subject=rel, sha256=decoded.sha256, phash=decoded.phash,
                     given_split=given, has_mask=rel in self._masks, meta=decoded.meta,
@@ -155,7 +203,7 @@ class FolderDataset:
                 else:
                     kept.append(d)
             dirnames[:] = sorted(kept)
-            in_masks = any(p.lower() in MASK_FOLDERS for p in rel_dir.parts)
+            in_masks = any(p.lower() in self.settings.mask_folders for p in rel_dir.parts)
             for name in sorted(filenames):
                 rel = (rel_dir / name).as_posix() if rel_dir.parts else name
                 if is_hidden(name):
@@ -163,9 +211,9 @@ class FolderDataset:
                     continue
                 suffix = Path(name).suffix.lower()
                 if in_masks:
-                    if suffix in IMAGE_EXTENSIONS:
+                    if suffix in self.settings.extensions:
                         masks.append(rel)
-                elif suffix in IMAGE_EXTENSIONS:
+                elif suffix in self.settings.extensions:
                     images.append(rel)
                 else:
                     self.skipped.append(SkippedFile(rel, f"not an image file ({suffix or 'no extension'})"))
@@ -187,8 +235,8 @@ class FolderDataset:
             (found,) = labels
             folders = sorted({PurePosixPath(r.id).parts[-2] for r in self.records
                               if len(PurePosixPath(r.id).parts) > 1})
-            missing = "no/, notumor/, normal/ or healthy/" if found == TUMOR else \
-                "yes/, tumor/, glioma/, meningioma/ or pituitary/"
+            other = self.settings.no_tumor_folders if found == TUMOR else self.settings.tumor_folders
+            missing = ", ".join(f"{n}/" for n in other[:-1]) + f" or {other[-1]}/" if len(other) > 1 else f"{other[0]}/"
             raise DatasetError(f"only one label found ({found!r}, from folder(s) "
                                f"{', '.join(folders) or '(root)'}); need images in both label "
                                f"folders, expected also {missing}")
@@ -206,20 +254,21 @@ def _reason_kind(reason: str) -> str:
     return reason.split(" (")[0].split(":")[0]
 
 
-def _match_masks(images: list[str], mask_files: list[str]) -> dict[str, str]:
+def _match_masks(images: list[str], mask_files: list[str], rules: FolderSettings) -> dict[str, str]:
     """Image id -> mask path. A mask lives in a ``masks/`` folder of any ancestor D of the image,
     at the image's path relative to D (any extension), or under the same stem (also ``<stem>_mask``)."""
     if not mask_files:
         return {}
+    suffix = rules.mask_suffix.lower()
     by_key: dict[tuple[str, str], str] = {}
     for rel in mask_files:
         parts = PurePosixPath(rel).parts
-        i = max(k for k, p in enumerate(parts) if p.lower() in MASK_FOLDERS)
+        i = max(k for k, p in enumerate(parts) if p.lower() in rules.mask_folders)
         base = "/".join(parts[:i])
         inner = PurePosixPath(*parts[i + 1:])
         stem = inner.stem
-        if stem.lower().endswith("_mask"):
-            stem = stem[: -len("_mask")]
+        if suffix and stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
         by_key.setdefault((base, inner.with_suffix("").as_posix()), rel)
         by_key.setdefault((base, "stem:" + stem), rel)
     out: dict[str, str] = {}
@@ -235,3 +284,31 @@ def _match_masks(images: list[str], mask_files: list[str]) -> dict[str, str]:
                 break
     return out
 
+
+@register_dataset("folder")
+class FolderSource(DatasetSource):
+    """Folders of 2D images as a registered source: claims a folder that holds image files."""
+
+    description = ("your 2D images via --data PATH: label folders yes/no, tumor/notumor, glioma, "
+                   "meningioma, pituitary, ... (Kaggle layouts as they come); Training/ + Testing/ kept; "
+                   "masks/ beside the images")
+    expects = "a folder of 2D images (.png .jpg .jpeg .bmp .tif .tiff .dcm) in label folders such as yes/ and no/"
+    Settings = FolderSettings
+    profile_defaults = {"smoke": {"image_size": 64}, "paper": {"image_size": 256}}
+
+    @classmethod
+    def claims(cls, path: Path) -> bool:
+        return path.is_dir() and _holds_image(path, FolderSettings().extensions)
+
+    @classmethod
+    def open(cls, path: Path | None, settings: FolderSettings, seed: int, progress: bool) -> DataSource:
+        return FolderDataset(path, progress=progress, settings=settings)
+
+
+def _holds_image(root: Path, extensions: tuple[str, ...]) -> bool:
+    """Whether any non-hidden file below ``root`` has an image extension (stops at the first)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        if any(Path(f).suffix.lower() in extensions for f in filenames if not is_hidden(f)):
+            return True
+    return False

@@ -1,11 +1,11 @@
 """Audit of what the model sees: simple features of the images as methods receive them, and how
 well each alone tells tumor from no_tumor.
 
-The file audit of :mod:`harness.data.eda` looks at width, format and raw brightness; after the
+The file audit of :mod:`harness.data.file_audit` looks at width, format and raw brightness; after the
 per-image percentile scaling those are gone, yet the scaled images can still differ by class in
 ways that have nothing to do with finding the lesion (a lesion shifts the in-brain median; a
 tumor cohort may come from other scanners, other slice levels). So the same AUROC audit runs on
-the loaded :class:`~harness.api.ImageSet`, inside its brain mask:
+the loaded :class:`~harness.data.types.ImageSet`, inside its brain mask:
 
 - ``median``, ``iqr``: median and interquartile range of the in-brain intensities;
 - ``brain_area``: share of the frame inside the brain mask;
@@ -21,7 +21,7 @@ shape, a scanner's artefact pattern, annotations burnt into the image), and comb
 features; a clean audit is not a proof that no shortcut exists.
 
 :func:`choose_feature` picks the feature behind the run's **shortcut floor**
-(:func:`harness.evaluate.shortcut_floor`): the one that best separates the labels on validation.
+(:func:`harness.metrics.comparison_suite.shortcut_floor`): the one that best separates the labels on validation.
 """
 
 from __future__ import annotations
@@ -32,9 +32,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from harness.api import ImageSet
-from harness.data.eda import POSITIVE_LABEL, SHORTCUT_THRESHOLD, auroc_entry
-from harness.data.types import Record
+from harness.data.file_audit import POSITIVE_LABEL, SHORTCUT_THRESHOLD, auroc_entry
+from harness.data.loading import load_imageset
+from harness.data.splits import SPLITS, Split
+from harness.data.types import DataSource, ImageSet, Record
 
 __all__ = ["FEATURES", "AUDIT_SIZE", "axial_positions", "choose_feature", "input_features", "input_audit",
            "load_inputs"]
@@ -90,11 +91,9 @@ def input_features(images: ImageSet, positions: Mapping[str, float] | None = Non
     }
 
 
-def load_inputs(source, split, size: int = AUDIT_SIZE, progress: bool = True) -> dict[str, ImageSet]:
+def load_inputs(source: DataSource, split: Split, size: int = AUDIT_SIZE,
+                progress: bool = True) -> dict[str, ImageSet]:
     """Every split of ``source`` loaded as the runner loads it (for ``data eda``)."""
-    from harness.data.loading import load_imageset
-    from harness.data.splits import SPLITS
-
     return {which: load_imageset(source, split, which, size, progress) for which in SPLITS}
 
 

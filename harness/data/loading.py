@@ -1,4 +1,4 @@
-"""Load one split of a dataset into an in-memory :class:`harness.api.ImageSet`.
+"""Load one split of a dataset into an in-memory :class:`harness.data.types.ImageSet`.
 
 Each image is (1) normalised per image to [0, 1] between its robust percentiles
 (:data:`LOW_PERCENTILE`, :data:`HIGH_PERCENTILE`), which removes overall brightness and
@@ -18,10 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.api import TUMOR, ImageSet
 from harness.data.brain import brain_mask
 from harness.data.splits import SPLITS, Split
-from harness.data.types import DatasetError, DataSource, Record
+from harness.data.types import TUMOR, DatasetError, DataSource, ImageSet, Record
 from harness.progress import progress as progress_bar
 
 LOW_PERCENTILE = 0.5

@@ -42,10 +42,10 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from harness.grouping import DisjointSets
-from harness.labels import LABELS, TUMOR
+from harness.atomic import atomic_write_bytes
 from harness.config import SplitSettings
-from harness.data.types import DatasetError, DataSource, Record
+from harness.data.types import LABELS, TUMOR, DatasetError, DataSource, Record
+from harness.grouping import DisjointSets
 
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ["path", "sha256", "label", "subject", "split", "dup_group"]
@@ -102,8 +102,7 @@ class Split:
 
     def write_manifest(self, path: str | Path) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(manifest_bytes(self.manifest))
+        atomic_write_bytes(path, manifest_bytes(self.manifest))
         return path
 
 

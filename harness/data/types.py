@@ -1,11 +1,25 @@
-"""The data contract shared by every source, the splitter, the EDA and the runner."""
+"""The data contract shared by every source, the splitter, the EDA, the runner and the methods.
+
+It sits below everything that touches data and imports neither torch nor the method registry,
+so that scanning or loading a dataset does not drag in the methods (``harness.api``
+re-exports :class:`ImageSet` and the labels for methods). :class:`ImageSet` holds torch
+tensors but imports torch only where one of its methods builds new tensors.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+# The two labels every dataset is mapped to, and their integer codes (index = code).
+TUMOR = "tumor"
+NO_TUMOR = "no_tumor"
+LABELS = (NO_TUMOR, TUMOR)  # 0 no_tumor, 1 tumor
 
 
 @dataclass(frozen=True)
@@ -67,3 +81,56 @@ class DataSource(Protocol):
 
 class DatasetError(Exception):
     """A dataset that cannot be used as asked; the CLI prints its message as one line."""
+
+
+@dataclass
+class ImageSet:
+    """A split, decoded and resized, held in memory.
+
+    ``images`` are single-channel float32 in [0, 1], shape (N, 1, H, W). ``masks`` are the
+    ground-truth lesion masks (bool, same shape) when the dataset has them, else None.
+    ``brain`` is a brain/foreground mask (bool) computed from the image, so that scores and
+    maps ignore the background.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    ids: list[str]
+    brain: torch.Tensor
+    masks: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> ImageSet:
+        import torch
+
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return ImageSet(
+            images=self.images[idx],
+            labels=self.labels[idx],
+            ids=[self.ids[i] for i in idx.tolist()],
+            brain=self.brain[idx],
+            masks=None if self.masks is None else self.masks[idx],
+        )
+
+    def of_label(self, label: int) -> ImageSet:
+        return self.subset((self.labels == label).nonzero().flatten())
+
+    def resized(self, size: int) -> ImageSet:
+        """Bilinear resize of images (nearest for masks) to ``size`` x ``size``."""
+        if self.images.shape[-1] == size and self.images.shape[-2] == size:
+            return self
+        import torch.nn.functional as F
+
+        def nearest(m: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(m.float(), size=(size, size), mode="nearest") > 0.5
+
+        return ImageSet(
+            images=F.interpolate(self.images, size=(size, size), mode="bilinear",
+                                 align_corners=False, antialias=True).clamp(0, 1),
+            labels=self.labels,
+            ids=self.ids,
+            brain=nearest(self.brain),
+            masks=None if self.masks is None else nearest(self.masks),
+        )

@@ -8,11 +8,14 @@ lesions, bias field and anatomy stay 3D-consistent across a subject's slices.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.config import CohortSettings
 from harness.data import anatomy, lesions, mri_artifacts, mri_contrast
+
+if TYPE_CHECKING:
+    from harness.data.embedded import CohortSettings
 
 # Axial band (MNI z, mm) for every subject: from just below the lateral ventricles to the
 # centrum semiovale, where the brain's cross-section is nearly constant. A shared band means the

@@ -1,14 +1,17 @@
-"""The resampling behind every confidence interval and paired test of the detection metrics.
+"""The resampling behind every confidence interval and paired test of the detection metrics, and
+the harness's one AUROC/AP implementation.
 
 Kept apart from :mod:`harness.metrics.detection` (and free of scikit-learn and torch) so that the
-paired comparisons can reuse exactly the same resamples, and the ``compare`` command, which the
-report package calls, can compute them without importing a learning library.
+paired comparisons (:mod:`harness.metrics.paired`) reuse exactly the same resamples.
 
 * Resampling is stratified: positives and negatives separately (every replicate has both
   classes), or, when the images' subjects are known, whole subjects stratified by whether a
   subject has any tumor image, because slices of one subject are not independent.
 * Replicates are integer sample weights evaluated with an exact tie-aware formula that equals
   scikit-learn's AUROC and AP with ``sample_weight`` (tested), so thousands stay fast.
+  :func:`auroc_ap`, the same formula with every sample counted once, gives every point estimate
+  (metrics.json, paired differences, the stored ROC/PR curves' legends), so a point estimate and
+  its replicates can never disagree on how ties or AP's steps are counted.
 * Intervals are percentile intervals of the replicates.
 """
 
@@ -19,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["bootstrap_counts", "percentile_interval", "stratified_counts", "subject_counts_note",
+__all__ = ["auroc_ap", "bootstrap_counts", "percentile_interval", "stratified_counts", "subject_counts_note",
            "weighted_auroc_ap"]
 
 _CHUNK_CELLS = 8_000_000  # replicates x score groups evaluated at once (~64 MB of float64)
@@ -112,6 +115,13 @@ def weighted_auroc_ap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarra
             precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
             aps.append((p[:, ::-1] * precision).sum(axis=1) / p_tot)
     return np.concatenate(aurocs), np.concatenate(aps)
+
+
+def auroc_ap(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """AUROC and step-wise AP of one score vector (higher = positive), ties counted as
+    scikit-learn's ``roc_auc_score`` and ``average_precision_score`` count them."""
+    auroc, ap = weighted_auroc_ap(scores, labels, np.ones((1, np.size(scores))))
+    return float(auroc[0]), float(ap[0])
 
 
 def percentile_interval(replicates: np.ndarray, ci: float) -> tuple[float | None, float | None]:

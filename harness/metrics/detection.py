@@ -3,8 +3,10 @@ a validation-chosen threshold and the oracle Dice, with seeded bootstrap 95% CIs
 
 Conventions (documented because they change numbers):
 
-* Point estimates of AUROC and AP come from scikit-learn (``roc_auc_score``,
-  ``average_precision_score``: the step-wise AP, never a trapezoid over the PR curve).
+* Point estimates of AUROC and AP come from :func:`harness.metrics.bootstrap.auroc_ap`, the
+  harness's one implementation (equal to scikit-learn's ``roc_auc_score`` and
+  ``average_precision_score``, ties and weights included, tested; AP is the step-wise AP, never a
+  trapezoid over the PR curve); the bootstrap replicates use the same formula.
 * The operating threshold is chosen on **validation** scores by maximising Youden's J
   (sensitivity + specificity - 1); ties go to the highest such threshold. A score ``>=``
   the threshold means "tumor". Sensitivity, specificity and balanced accuracy are then
@@ -33,10 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 from harness.config import MetricSettings
-from harness.metrics.bootstrap import (bootstrap_counts, percentile_interval, stratified_counts,
+from harness.metrics.bootstrap import (auroc_ap, bootstrap_counts, percentile_interval, stratified_counts,
                                        subject_counts_note, weighted_auroc_ap)
 
 __all__ = [
@@ -120,7 +122,7 @@ def image_detection(val_labels: np.ndarray, val_scores: np.ndarray, test_labels:
     rng = np.random.default_rng(seed)
     counts = bootstrap_counts(y, test_groups, settings.bootstrap, rng) if settings.bootstrap > 0 else None
     out = []
-    point = {"auroc": float(roc_auc_score(y, s)), "ap": float(average_precision_score(y, s))}
+    point = dict(zip(("auroc", "ap"), auroc_ap(s, y)))
     boot = dict(zip(("auroc", "ap"), weighted_auroc_ap(s, y, counts))) if counts is not None else {}
     subjects_note = subject_counts_note(y, test_groups) if counts is not None else None
     for metric, value in point.items():
@@ -182,8 +184,7 @@ def pixel_detection(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray,
             note = "not computed: the pixel subsample has only one class"
             return [Estimate("pixel_auroc", None, n=n_images, note=note),
                     Estimate("pixel_ap", None, n=n_images, note=note), dice]
-    point = {"pixel_auroc": float(roc_auc_score(truth, values)),
-             "pixel_ap": float(average_precision_score(truth, values))}
+    point = dict(zip(("pixel_auroc", "pixel_ap"), auroc_ap(values, truth)))
     boot: dict[str, np.ndarray] = {}
     if settings.bootstrap > 0:
         counts = bootstrap_counts(image_labels, groups, settings.bootstrap, rng)

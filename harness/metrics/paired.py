@@ -7,16 +7,22 @@ they are the very resamples behind each method's own CI). The difference's repli
 carry the correlation between the methods, which comparing two separate CIs throws away: with a
 dozen test subjects two intervals can overlap while one method wins on every subject.
 
-* ``auroc_delta`` / ``ap_delta``: ``value`` = metric(``method``) - metric(``other``), a percentile
-  CI of the replicated differences, and a two-sided bootstrap p-value
-  ``min(1, 2 (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1))`` (the +1s keep it above zero with B
-  replicates). The CI excludes 0 about when p < 1 - ci. A method against itself gives 0 with a
-  zero-width CI and p = 1.
+* ``auroc_delta`` / ``ap_delta``: ``value`` = metric(``method``) - metric(``other``) and a
+  percentile CI of the replicated differences. The ``p_value`` is not read off that bootstrap (with
+  13 subjects it rejects a true null about twice as often as it says): it comes from the subject
+  permutation test (:mod:`harness.metrics.permutation`), whose size holds at that count; the
+  row's note says whether it enumerated every swap pattern or drew some, and over how many
+  subjects. A method against itself gives 0 with a zero-width CI and p = 1.
+* Tests are fixed in advance: only a pair with a reference of :data:`PAIRED_REFERENCES` (the
+  intensity floor, the shortcut floor) gets a p-value, and each reference's comparisons are one
+  Holm family (``p_holm``, the family named in the note). The other pairs keep their CI, with no
+  p-value: they are exploration, and 0.5 s of exact enumeration per pair would buy nothing but
+  uncorrected p-values to misread.
 * Every ordered pair gets a row (A vs B and B vs A), so a table per method needs no sign flips.
 * Across runs (``compare``): the same method of two runs on the same split hash is paired on the
   shared test images; runs on different splits cannot be paired, and :func:`paired_runs` says why.
 
-No scikit-learn or torch here: the ``compare`` command, which the report package runs, uses it.
+No scikit-learn or torch here: ``python -m harness compare`` (:mod:`harness.compare`) uses it too.
 """
 
 from __future__ import annotations
@@ -31,12 +37,10 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics.bootstrap import bootstrap_counts, percentile_interval, subject_counts_note, weighted_auroc_ap
-from harness.results import RunFolder, metric_row
+from harness.metrics.permutation import PermutationResult, holm, paired_permutation_test
+from harness.results import FLOOR_METHOD, PAIRED_REFERENCES, RunFolder, metric_row
 
-__all__ = ["PAIRED_METRICS", "PairedDelta", "PairedRuns", "bootstrap_p_value", "paired_deltas", "paired_rows",
-           "paired_runs"]
-
-PAIRED_METRICS = ("auroc_delta", "ap_delta")
+__all__ = ["PairedDelta", "PairedRuns", "holm_families", "paired_deltas", "paired_rows", "paired_runs"]
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,15 @@ class PairedDelta:
     note: str | None
 
 
-def bootstrap_p_value(replicates: np.ndarray) -> float | None:
-    """Two-sided p-value of "no difference" from the replicated differences."""
-    finite = replicates[np.isfinite(replicates)]
-    if finite.size == 0:
-        return None
-    extreme = min(int((finite <= 0).sum()), int((finite >= 0).sum()))
-    return min(1.0, 2.0 * (1 + extreme) / (finite.size + 1))
+def _permutation_note(result: PermutationResult, groups: Sequence[str] | np.ndarray | None, n: int) -> str:
+    """Which test gave the p-value and on how many subjects: with S subjects no exact p falls
+    below 2 / 2^S, and one from random patterns carries Monte Carlo error."""
+    n_groups = n if groups is None else len(set(map(str, groups)))
+    kind = "image" if n_groups == n else "subject"  # every image its own subject: a folder dataset
+    units = f"{n_groups} {kind}s"
+    if result.exact:
+        return f"p: {kind} permutation test, exact over all {result.n_patterns} swap patterns of {units}"
+    return f"p: {kind} permutation test, {result.n_patterns - 1} random swap patterns of {units}"
 
 
 def _cached(memo: dict | None, key: tuple, compute: Callable[[], Any]) -> Any:
@@ -73,10 +79,11 @@ def _cached(memo: dict | None, key: tuple, compute: Callable[[], Any]) -> Any:
 
 def paired_deltas(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray,
                   groups: Sequence[str] | np.ndarray | None, n_boot: int, ci: float, seed: int,
-                  memo: dict | None = None) -> list[PairedDelta]:
-    """AUROC and AP of A minus B on the same images; ``groups`` (subjects) are resampled whole.
-    ``memo`` (a dict kept across calls) evaluates each score vector once per image set, not once
-    per pair it is in."""
+                  memo: dict | None = None, test: bool = True) -> list[PairedDelta]:
+    """AUROC and AP of A minus B on the same images; ``groups`` (subjects) are resampled whole
+    for the CI and swapped whole by the permutation test (``test`` False: no p-value). ``memo``
+    (a dict kept across calls) evaluates each score vector once per image set, not once per pair
+    it is in."""
     y = np.asarray(labels).astype(int)
     a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
     n = int(y.size)
@@ -99,12 +106,16 @@ def paired_deltas(labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray
 
     (point_a, boot_a), (point_b, boot_b) = evaluate(a), evaluate(b)
     note = subject_counts_note(y, groups) or f"CI resamples the {n} images"
+    p_values: tuple[float | None, float | None] = (None, None)
+    if test:
+        result = paired_permutation_test(y, a, b, groups, seed=seed)
+        p_values = (result.p_auroc, result.p_ap)
+        note = f"{note}; {_permutation_note(result, groups, n)}"
     out = []
     for k, metric in enumerate(("auroc", "ap")):
-        diff = boot_a[k] - boot_b[k]
-        low, high = percentile_interval(diff, ci)
+        low, high = percentile_interval(boot_a[k] - boot_b[k], ci)
         out.append(PairedDelta(metric, float(point_a[k][0]), float(point_b[k][0]),
-                               float(point_a[k][0] - point_b[k][0]), low, high, bootstrap_p_value(diff), n, note))
+                               float(point_a[k][0] - point_b[k][0]), low, high, p_values[k], n, note))
     return out
 
 
@@ -122,7 +133,9 @@ def _aligned(test: pd.DataFrame, a: str, b: str) -> tuple[list[str], np.ndarray,
 def paired_rows(scores: pd.DataFrame, subjects: Mapping[str, str], settings: Any, seed: int) -> list[dict]:
     """``auroc_delta`` and ``ap_delta`` rows for every ordered pair of methods in ``scores``
     (scores.csv: method, split, id, label, score), on the test images both scored. ``settings``
-    gives ``bootstrap`` (replicates) and ``ci``; ``subjects`` maps image id -> subject."""
+    gives ``bootstrap`` (replicates) and ``ci``; ``subjects`` maps image id -> subject. Pairs
+    with a fixed reference get a permutation p-value and their Holm adjustment
+    (:func:`holm_families`); the others, exploratory, a CI only."""
     test = scores[scores["split"] == "test"]
     methods = list(dict.fromkeys(test["method"]))
     rows: list[dict] = []
@@ -130,14 +143,41 @@ def paired_rows(scores: pd.DataFrame, subjects: Mapping[str, str], settings: Any
     for a, b in combinations(methods, 2):
         ids, labels, sa, sb = _aligned(test, a, b)
         groups = [subjects.get(i, i) for i in ids]
-        for d in paired_deltas(labels, sa, sb, groups, settings.bootstrap, settings.ci, seed, memo):
+        tested = a in PAIRED_REFERENCES or b in PAIRED_REFERENCES
+        for d in paired_deltas(labels, sa, sb, groups, settings.bootstrap, settings.ci, seed, memo, test=tested):
+            note = d.note if tested or d.delta is None else (
+                f"{d.note}; no p-value: exploratory (neither is a fixed reference: "
+                f"{', '.join(_reference_name(r) for r in PAIRED_REFERENCES)})")
             for method, other, sign in ((a, b, 1.0), (b, a, -1.0)):
                 low, high = (d.ci_low, d.ci_high) if sign > 0 else (
                     None if d.ci_high is None else -d.ci_high, None if d.ci_low is None else -d.ci_low)
                 rows.append(metric_row(method, f"{d.metric}_delta", None if d.delta is None else sign * d.delta,
-                                       ci_low=low, ci_high=high, n=d.n, note=d.note, other=other,
+                                       ci_low=low, ci_high=high, n=d.n, note=note, other=other,
                                        p_value=d.p_value))
-    return rows
+    return holm_families(rows)
+
+
+def _reference_name(method: str) -> str:
+    return "the shortcut floor" if method == FLOOR_METHOD else method
+
+
+def holm_families(rows: list[dict]) -> list[dict]:
+    """The paired rows with ``p_holm`` on every comparison against a fixed reference: per
+    reference and paired metric, the family is each method minus that reference (the shortcut
+    floor is no method, so it is not in the intensity floor's family); the mirrored row (the
+    reference minus the method) carries the same value. The note names the family."""
+    out = [dict(r) for r in rows]
+    by_pair = {(r["method"], r["other"], r["metric"]): r for r in out}
+    for reference in PAIRED_REFERENCES:
+        for metric in dict.fromkeys(r["metric"] for r in out):
+            family = [r for r in out if r["other"] == reference and r["metric"] == metric
+                      and r["method"] not in (reference, FLOOR_METHOD) and r["p_value"] is not None]
+            size = f"{len(family)} comparison{'s' if len(family) != 1 else ''}"
+            for row, adjusted in zip(family, holm([r["p_value"] for r in family])):
+                for r in (row, by_pair[(reference, row["method"], metric)]):
+                    r["p_holm"] = adjusted
+                    r["note"] = f"{r['note']}; Holm over the {size} against {_reference_name(reference)}"
+    return out
 
 
 @dataclass
