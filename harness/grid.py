@@ -414,11 +414,12 @@ def _p(value: float | None) -> str:
 
 
 def _share(share: dict[str, Any] | None) -> str:
-    """``mean [low, high] (n seeds)``: the share of the floor-to-ceiling gap across seeds."""
+    """``mean [low, high] (n=seeds, k without a gap)``: the share of the floor-to-ceiling gap."""
     if not share:
         return "-"
     ci = "" if share["ci_low"] is None else f" [{share['ci_low']:.2f}, {share['ci_high']:.2f}]"
-    return f"{share['mean']:.2f}{ci} ({len(share['values'])} seeds)"
+    left_out = f", {len(share['excluded'])} without a gap" if share["excluded"] else ""
+    return f"{share['mean']:.2f}{ci} (n={len(share['values'])}{left_out})"
 
 
 def _metric_table(grid: dict[str, Any], dataset: str, metric: str, info: MetricInfo | None) -> str:

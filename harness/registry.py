@@ -83,34 +83,30 @@ class Registry(Generic[T]):
         self._ensure_loaded()
         return name in self._items
 
-
-def _load_builtin_methods() -> None:
-    for module in BUILTIN_METHOD_MODULES:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # one broken method must not hide the others; `list` shows why
-            METHODS.load_errors[module] = f"{type(exc).__name__}: {exc}"
-
-
-def _load_entry_point_methods() -> None:
-    for ep in entry_points(group=METHOD_ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken plugin must not hide the built-in methods
-            METHODS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-            continue
-        if ep.name not in METHODS._items:
+    def import_builtins(self, modules: Iterable[str]) -> None:
+        """Import each module (its entries register by decorator). A module that fails is recorded
+        in ``load_errors``, not raised: one broken entry must not hide the others, and `list` says why."""
+        for module in modules:
             try:
-                _check_method_traits(ep.name, obj)
-            except ValueError as exc:  # recorded like an import error: `list` shows it, the others run
-                METHODS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-                continue
-            if not getattr(obj, "name", ""):
-                obj.name = ep.name  # what the decorator does for built-in methods
-            METHODS.register(ep.name, obj)
+                importlib.import_module(module)
+            except Exception as exc:
+                self.load_errors[module] = f"{type(exc).__name__}: {exc}"
+
+    def load_entry_points(self, group: str, register: Callable[[str], Callable[[T], T]]) -> None:
+        """Register each entry point of ``group`` through ``register(name)`` (which validates it);
+        a plugin that fails to load or validate is recorded in ``load_errors``, never raised."""
+        for ep in entry_points(group=group):
+            try:
+                obj = ep.load()
+                if self._items.get(ep.name) is not obj:
+                    register(ep.name)(obj)
+            except Exception as exc:
+                self.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
 
 
-METHODS: Registry = Registry("method", loaders=[_load_builtin_methods, _load_entry_point_methods])
+METHODS: Registry = Registry("method", loaders=[
+    lambda: METHODS.import_builtins(BUILTIN_METHOD_MODULES),
+    lambda: METHODS.load_entry_points(METHOD_ENTRY_POINT_GROUP, register_method)])
 
 # What a method may declare (harness.api re-exports both). Capabilities: scores: per-image
 # scores; maps: per-pixel maps; translates: translate(images, to_domain); features: can serve as
@@ -166,25 +162,9 @@ BUILTIN_METRIC_MODULES = ("harness.metrics.detection_suite", "harness.metrics.lo
                           "harness.metrics.volume_suite")
 
 
-def _load_builtin_metric_suites() -> None:
-    for module in BUILTIN_METRIC_MODULES:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # recorded like a method's: a run without it must say why
-            METRICS.load_errors[module] = f"{type(exc).__name__}: {exc}"
-
-
-def _load_entry_point_metric_suites() -> None:
-    for ep in entry_points(group=METRIC_ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-            if METRICS._items.get(ep.name) is not obj:
-                register_metric_suite(ep.name)(obj)
-        except Exception as exc:  # a broken plugin must not hide the built-in suites
-            METRICS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-
-
-METRICS: Registry = Registry("metric suite", loaders=[_load_builtin_metric_suites, _load_entry_point_metric_suites])
+METRICS: Registry = Registry("metric suite", loaders=[
+    lambda: METRICS.import_builtins(BUILTIN_METRIC_MODULES),
+    lambda: METRICS.load_entry_points(METRIC_ENTRY_POINT_GROUP, register_metric_suite)])
 
 
 def register_metric_suite(name: str):
@@ -220,25 +200,9 @@ DATASET_ENTRY_POINT_GROUP = "harness.datasets"
 BUILTIN_DATASET_MODULES = ("harness.data.embedded", "harness.data.folders", "harness.data.volumes")
 
 
-def _load_builtin_datasets() -> None:
-    for module in BUILTIN_DATASET_MODULES:
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # recorded like a method's: `list` shows why a source is missing
-            DATASETS.load_errors[module] = f"{type(exc).__name__}: {exc}"
-
-
-def _load_entry_point_datasets() -> None:
-    for ep in entry_points(group=DATASET_ENTRY_POINT_GROUP):
-        try:
-            obj = ep.load()
-            if DATASETS._items.get(ep.name) is not obj:
-                register_dataset(ep.name)(obj)
-        except Exception as exc:  # a broken plugin must not hide the built-in sources
-            DATASETS.load_errors[ep.name] = f"{type(exc).__name__}: {exc}"
-
-
-DATASETS: Registry = Registry("dataset", loaders=[_load_builtin_datasets, _load_entry_point_datasets])
+DATASETS: Registry = Registry("dataset", loaders=[
+    lambda: DATASETS.import_builtins(BUILTIN_DATASET_MODULES),
+    lambda: DATASETS.load_entry_points(DATASET_ENTRY_POINT_GROUP, register_dataset)])
 
 
 def register_dataset(name: str):

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from harness.metric_info import MetricInfo
+from harness.metric_info import MetricInfo, paired_infos
 from harness.metrics.permutation import holm
 from harness.seed_summary import PairedSpread, SeedSpread
 
@@ -124,13 +124,15 @@ def _share(item: SeedSpread, floor: SeedSpread, ceiling: SeedSpread, better: flo
 def gap_shares(items: Iterable[SeedSpread], infos: Mapping[str, MetricInfo],
                ) -> dict[tuple[str, str], GapShare]:
     """(method, metric) -> its share of the :data:`FLOOR` -> :data:`CEILING` gap, for the metrics
-    with a direction that both the floor and the ceiling have (seeds where both are present)."""
+    methods are compared on (``paired_of`` a paired metric: AUROC, AP) that have a direction and
+    both the floor and the ceiling have (on the seeds where both are present)."""
     by_key = {(i.method, i.metric): i for i in items}
+    compared = {i.paired_of for i in paired_infos(infos)}
     out = {}
     for (method, metric), item in by_key.items():
         info = infos.get(metric)
         floor, ceiling = by_key.get((FLOOR, metric)), by_key.get((CEILING, metric))
-        if info is None or info.higher_is_better is None or floor is None or ceiling is None:
+        if metric not in compared or info is None or info.higher_is_better is None or floor is None or ceiling is None:
             continue
         share = _share(item, floor, ceiling, 1.0 if info.higher_is_better else -1.0)
         if share is not None:

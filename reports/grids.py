@@ -63,12 +63,14 @@ class PairTest:
 
 @dataclass(frozen=True)
 class Share:
-    """A method's share of the floor-to-ceiling gap: mean over ``n`` seeds and its CI."""
+    """A method's share of the floor-to-ceiling gap: mean over ``n`` seeds and its CI;
+    ``excluded``: the seeds left out because the ceiling did not beat the floor there."""
 
     mean: float
     ci_low: float | None
     ci_high: float | None
     n: int
+    excluded: int
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,8 @@ def _shares(doc: dict[str, Any]) -> dict[tuple[str, str, str], Share]:
             key = (_get(item, "dataset", str, where), _get(item, "method", str, where), _get(item, "metric", str, where))
             out[key] = Share(mean=float(_get(share, "mean", (int, float), f"{where}share.")),
                              ci_low=_p(share, "ci_low", f"{where}share."), ci_high=_p(share, "ci_high", f"{where}share."),
-                             n=len(_list(share, "values", (int, float), f"{where}share.")))
+                             n=len(_list(share, "values", (int, float), f"{where}share.")),
+                             excluded=len(_list(share, "excluded", int, f"{where}share.", [])))
     return out
 
 
@@ -233,27 +236,30 @@ def _seed_cell(values: dict[str, float], metrics: list[MetricInfo], cell: GridCe
 
 
 def _share_text(share: Share | None) -> MyST:
-    """``mean [low, high] (n seeds)``, as the CLI prints it."""
+    """``mean [low, high] (n=seeds, k without a gap)``, as the CLI prints it."""
     if share is None:
         return DASH
     ci = "" if share.ci_low is None or share.ci_high is None else f" [{share.ci_low:.2f}, {share.ci_high:.2f}]"
-    return escape_text(f"{share.mean:.2f}{ci} ({share.n} seeds)")
+    left_out = f", {share.excluded} without a gap" if share.excluded else ""
+    return escape_text(f"{share.mean:.2f}{ci} (n={share.n}{left_out})")
 
 
-def _noise_text(spread: SeedSpread | None, digits: int) -> MyST:
-    """``split sd / train sd`` of a method's metric; a dash where a seed was trained once."""
-    if spread is None or spread.train_sd is None:
+def _spread_text(spread: SeedSpread | None, digits: int) -> MyST:
+    """``mean ± sd (min-max)``, then ``split / train sd`` where a seed was trained more than once."""
+    if spread is None:
         return DASH
-    return MyST(f"{fmt(spread.split_sd, digits)} / {fmt(spread.train_sd, digits)}")
+    text = format_spread(spread, digits)
+    if spread.train_sd is not None:
+        text += f"; split / train sd {spread.split_sd:.{digits}f} / {spread.train_sd:.{digits}f}"
+    return escape_text(text)
 
 
 def _method_table(grid: Grid, dataset: str, pages: set[str]) -> MyST:
-    """Methods (rows) x {each summarised metric over the seeds, split and training noise when a
-    seed was trained more than once, the share of the floor-to-ceiling gap, then each seed's
-    values (the mean of its trainings), linked to the seed's ordinary run}."""
+    """Methods (rows) x {each summarised metric over the seeds (with split and training noise
+    when a seed was trained more than once), the share of the floor-to-ceiling gap, then each
+    seed's values (the mean of its trainings), linked to the seed's ordinary run}."""
     spreads = {(s.method, s.metric): s for d, s in grid.table if d == dataset}
     metrics = [i for i in summarised_infos(grid.infos) if any(m == i.id for _, m in spreads)]
-    trained = [m for m in metrics if any(s.train_sd is not None for (_, k), s in spreads.items() if k == m.id)]
     shared = [m for m in metrics if any(k[0] == dataset and k[2] == m.id for k in grid.shares)]
     cells = {(c.method, c.seed): c for c in grid.cells
              if c.dataset == dataset and c.role == "cell" and c.train_seed is None}
@@ -262,8 +268,7 @@ def _method_table(grid: Grid, dataset: str, pages: set[str]) -> MyST:
     rows = []
     for name in names:
         row: list[Any] = [method_label(name)]
-        row += [format_spread(spreads[name, m.id], m.digits) if (name, m.id) in spreads else DASH for m in metrics]
-        row += [_noise_text(spreads.get((name, m.id)), m.digits) for m in trained]
+        row += [_spread_text(spreads.get((name, m.id)), m.digits) for m in metrics]
         row += [_share_text(grid.shares.get((dataset, name, m.id))) for m in shared]
         for seed in grid.seeds:
             values = {m.id: dict(zip(spreads[name, m.id].seeds, spreads[name, m.id].values)).get(seed)
@@ -273,7 +278,6 @@ def _method_table(grid: Grid, dataset: str, pages: set[str]) -> MyST:
         rows.append(row)
     floor, ceiling, ci = grid.gap or ("floor", "ceiling", 0.95)
     header = ["Method", *(f"{m.title} mean ± sd (min-max)" for m in metrics),
-              *(f"{m.title} split sd / train sd" for m in trained),
               *(f"{m.title} share of the {floor} → {ceiling} gap [{ci:.0%} CI]" for m in shared),
               *(f"Seed {s}" for s in grid.seeds)]
     return md_table(header, rows)

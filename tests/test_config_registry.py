@@ -116,8 +116,7 @@ def test_a_builtin_method_that_fails_to_import_is_recorded_not_skipped(monkeypat
 
     reg: Registry = Registry("method")
     monkeypatch.setattr(registry, "METHODS", reg)
-    monkeypatch.setattr(registry, "BUILTIN_METHOD_MODULES", ("harness_no_such_method_module",))
-    registry._load_builtin_methods()
+    reg.import_builtins(("harness_no_such_method_module",))
     assert "harness_no_such_method_module" in reg.load_errors
     assert "ModuleNotFoundError" in reg.load_errors["harness_no_such_method_module"]
 
@@ -165,7 +164,7 @@ def test_a_broken_entry_point_method_is_recorded_not_raised(monkeypatch):
     reg: Registry = Registry("method")
     monkeypatch.setattr(registry, "METHODS", reg)
     monkeypatch.setattr(registry, "entry_points", lambda group: points)
-    registry._load_entry_point_methods()
+    reg.load_entry_points("harness.methods", registry.register_method)
     assert reg.names() == ["plugin-good"] and good.name == "plugin-good"
     assert "ImportError" in reg.load_errors["plugin-broken"]
     assert "unknown capability 'mapz' (did you mean 'maps'?)" in reg.load_errors["plugin-typo"]

@@ -238,6 +238,6 @@ def test_entry_point_sources_load_and_broken_ones_are_recorded(monkeypatch):
     points = [EntryPoint("toy-ep", f"{__name__}:EntryPointSource", "harness.datasets"),
               EntryPoint("broken", "harness_no_such_module:Source", "harness.datasets")]
     monkeypatch.setattr(registry, "entry_points", lambda group: points if group == "harness.datasets" else [])
-    registry._load_entry_point_datasets()
+    fresh.load_entry_points("harness.datasets", registry.register_dataset)
     assert fresh.get("toy-ep") is EntryPointSource and EntryPointSource.name == "toy-ep"
     assert "ModuleNotFoundError" in fresh.load_errors["broken"]

@@ -187,7 +187,7 @@ def test_a_plugin_suite_that_fails_registration_is_recorded_and_noted(monkeypatc
 
     monkeypatch.setattr(registry, "entry_points", lambda group: [EntryPoint()] if group == "harness.metrics" else [])
     monkeypatch.setattr(METRICS, "load_errors", {})
-    registry._load_entry_point_metric_suites()
+    METRICS.load_entry_points("harness.metrics", registry.register_metric_suite)
     assert "test-broken" not in METRICS.names()
     (note,) = suite_load_notes()
     assert note.startswith("metric suite test-broken not loaded: ValueError: ") and "unknown need 'score'" in note

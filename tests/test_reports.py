@@ -247,6 +247,16 @@ def test_index_summarises_runs_that_differ_only_in_seed(tmp_path):
     make_run(runs, "20260103-100000-cccccccc", seed=2, created="2026-01-03T10:00:00+00:00", status="failed")
     assert report_command(_args(runs=str(runs), out=str(out))) == 0
     assert "| 0, 1 |" in (out / "index.md").read_text()  # a failed run is not a seed of the set
+    # seed 1 trained again (--train-seeds): still two seeds, with split and training noise apart
+    again = make_run(runs, "20260104-100000-dddddddd", seed=1, created="2026-01-04T10:00:00+00:00")
+    info = json.loads((again / "run.json").read_text())
+    info["config"]["train_seed"] = 1001
+    (again / "run.json").write_text(json.dumps(info))
+    assert report_command(_args(runs=str(runs), out=str(out))) == 0
+    section = (out / "index.md").read_text().split("## Across seeds")[1]
+    assert r"| Mean ± sd \(min-max\) | Split sd / train sd |" in section
+    (row,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | AUROC")]
+    assert row.endswith(r"| 0, 1 | 0.800 ± 0.000 \(0.800-0.800\) | 0.000 / 0.000 |")
 
 
 def _spread_entry(dataset: str, method: str, metric: str, values: dict[int, float], **extra) -> dict:
@@ -279,7 +289,7 @@ def make_grid(runs: Path, grid_id: str, cell_runs: dict[tuple[str, int], tuple[s
             "submissions": [], "cells": cells,
             "gap": {"floor": "intensity", "ceiling": "resnet18", "ci": 0.95},
             "table": [_spread_entry(ds, "resnet18", "auroc", {0: 0.80, 1: 0.90}, trainings=[[0.78, 0.82], [0.90]],
-                                    share=_share([1.0])),
+                                    share={**_share([1.0]), "excluded": [1]}),
                       _spread_entry(ds, "resnet18", "ap", {0: 0.70, 1: 0.75}),
                       _spread_entry(ds, "intensity", "auroc", {0: 0.60}, share=_share([0.0])),
                       _spread_entry(ds, "intensity", "ap", {0: 0.55}),
@@ -318,18 +328,18 @@ def test_index_shows_a_grid_as_one_table_and_a_malformed_grid_as_a_notice(tmp_pa
     section = index[index.index("## Grids"):index.index("To compare two runs")]
     assert "### Grid 20260103-090000-abcd1234" in section
     assert "Profile smoke; 2 method\\(s\\) x 2 seed\\(s\\) \\(0, 1\\) x 1 dataset\\(s\\); 3 of 4 cells complete" in section
-    assert (r"| Method | AUROC mean ± sd \(min-max\) | AP mean ± sd \(min-max\) | AUROC split sd / train sd "
+    assert (r"| Method | AUROC mean ± sd \(min-max\) | AP mean ± sd \(min-max\) "
             r"| AUROC share of the intensity → resnet18 gap \[95% CI\] | Seed 0 | Seed 1 |") in section
     table, paired_table = section.split("Paired differences on mni152-lesions, each method minus a fixed reference")
     (r18,) = [ln for ln in table.splitlines() if ln.startswith("| **resnet18** |")]
     # mean ± sd over seeds, split and training noise, the share of the floor-to-ceiling gap; each
     # seed's AUROC / AP linked to the cell's page when that page exists
-    assert r18 == ("| **resnet18** | 0.850 ± 0.071 \\(0.800-0.900\\) | 0.725 ± 0.035 \\(0.700-0.750\\) "
-                   "| 0.066 / 0.028 | 1.00 \\(1 seeds\\) | [0.800 / 0.700](r18-s0.md) | 0.900 / 0.750 |")
+    assert r18 == ("| **resnet18** | 0.850 ± 0.071 \\(0.800-0.900\\); split / train sd 0.066 / 0.028 "
+                   "| 0.725 ± 0.035 \\(0.700-0.750\\) | 1.00 \\(n=1, 1 without a gap\\) | [0.800 / 0.700](r18-s0.md) | 0.900 / 0.750 |")
     (intensity,) = [ln for ln in table.splitlines() if ln.startswith("| **intensity** |")]
-    assert intensity == "| **intensity** | 0.600 | 0.550 | — | 0.00 \\(1 seeds\\) | 0.600 / 0.550 | [failed](int-s1.md) |"
+    assert intensity == "| **intensity** | 0.600 | 0.550 | 0.00 \\(n=1\\) | 0.600 / 0.550 | [failed](int-s1.md) |"
     (ae,) = [ln for ln in table.splitlines() if ln.startswith("| **autoencoder** |")]
-    assert r"| 0.38 \[-1.22, 1.97\] \(2 seeds\) |" in ae  # a t-interval over two seeds is wide
+    assert r"| 0.38 \[-1.22, 1.97\] \(n=2\) |" in ae  # a t-interval over two seeds is wide
     reference, exploratory = paired_table.split("Exploratory pairs on mni152-lesions")
     (paired,) = [ln for ln in reference.splitlines() if ln.startswith("| **resnet18** | **intensity** |")]
     assert r"| AUROC | \+0.200 | 1/1 seeds | 1 | — | — | — | \+0.200 \(seed 0\) |" in paired
@@ -575,14 +585,16 @@ def test_run_page_shows_each_method_minus_the_fixed_references_never_a_best_by_t
 
 
 def test_a_schema_1_run_with_bootstrap_p_values_still_loads_and_renders(tmp_path):
-    from harness.results import read_run
+    from harness.results import SCHEMA_VERSION, load_run, read_run
 
     runs, out = tmp_path / "runs", tmp_path / "reports"
-    folder = make_run(runs, "old")  # metrics.json schema 1: no p_holm anywhere
+    folder = make_run(runs, "old")  # run.json and metrics.json schema 1: no p_holm anywhere
     _add_rows(folder, [*_pair("cyclegan", "intensity", 0.3, 0.0004), *_pair("intensity", "cyclegan", -0.3, 0.0004),
                        *_pair("resnet18", "cyclegan", -0.25, 0.01)])
-    rows = read_run(folder).metrics
-    assert all(r["p_holm"] is None for r in rows) and any(r["p_value"] == 0.0004 for r in rows)
+    loaded = load_run(folder)  # the strict reader, then the report's
+    assert loaded["run"]["schema_version"] == SCHEMA_VERSION == 2
+    for rows in (loaded["metrics"], read_run(folder).metrics):
+        assert all(r["p_holm"] is None for r in rows) and any(r["p_value"] == 0.0004 for r in rows)
     render_all(runs, out)
     page = (out / "old.md").read_text()
     section = _section(page, "### Paired differences against fixed references")

@@ -63,10 +63,14 @@ def test_the_share_of_the_gap_is_per_seed_with_a_t_interval_over_seeds():
 
 def test_the_share_reads_a_lower_is_better_metric_the_other_way_round():
     infos = {"err": MetricInfo("err", "Error", "plugin", higher_is_better=False, summarised=True),
-             "scale": MetricInfo("scale", "Scale", "plugin", summarised=True)}
+             "err_delta": MetricInfo("err_delta", "Δ error", "plugin", higher_is_better=False, paired_of="err"),
+             "scale": MetricInfo("scale", "Scale", "plugin", summarised=True),
+             "scale_delta": MetricInfo("scale_delta", "Δ scale", "plugin", paired_of="scale")}
     items = [SeedSpread("intensity", "err", (0,), (0.4,)), SeedSpread("resnet18", "err", (0,), (0.1,)),
              SeedSpread("cyclegan", "err", (0,), (0.3,)),
              *(SeedSpread(m, "scale", (0,), (v,)) for m, v in (("intensity", 1.0), ("resnet18", 2.0)))]
     shares = gap_shares(items, infos)
     assert shares["cyclegan", "err"].values == pytest.approx((1 / 3,)) and shares["cyclegan", "err"].ci_low is None
     assert ("resnet18", "scale") not in shares  # no direction: no gap to close
+    del infos["err_delta"]
+    assert gap_shares(items, infos) == {}  # a metric no method is compared on gets no share

@@ -37,10 +37,10 @@ def main(run: Path) -> None:
     sets = inputs.load(data, load_size(config), progress=False)
     val, test = sets["val"], sets["test"]
     logger = logging.getLogger(name)
-    method, _ = build_method(name, config.method_settings[name], device=torch.device("cpu"), seed=config.seed,
-                             profile=config.profile.name, output_dir=run / "methods" / name, logger=logger)
+    method, _ = build_method(name, config.method_settings[name], device=torch.device("cpu"),
+                             seed=config.training_seed, profile=config.profile.name, output_dir=run / "methods" / name, logger=logger)
     try:
-        epoch = method.restore(run / "methods" / name, torch.device("cpu"), config.seed, logger)
+        epoch = method.restore(run / "methods" / name, torch.device("cpu"), config.training_seed, logger)
     except FileNotFoundError as exc:
         sys.exit(f"error: {exc}")
     print(f"checkpoint after epoch {epoch}")
