@@ -49,7 +49,6 @@ from harness.text_table import text_table
 
 SCHEMA_VERSION = 1
 EMBEDDED = "mni152-lesions"
-EXECUTORS = ("auto", "slurm", "local", "debug")  # and "inline": ``run --seeds``, one cell after another here
 TRAIN_SEED_STRIDE = 1000  # train seed j of seed s: s + 1000 j, clear of the seeds a series uses
 # per-cell resources by profile (Slurm); one GPU per cell unless --gpus says otherwise
 PROFILE_RESOURCES = {"smoke": {"timeout_min": 30, "cpus": 2, "mem_gb": 8},

@@ -55,14 +55,6 @@ class Decoded:
     phash: str = ""  # filled when asked for (:func:`decode_file` with ``phash=True``)
 
 
-def dicom_available() -> bool:
-    try:
-        import pydicom  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def decode_file(path: str | Path, phash: bool = False) -> Decoded:
     """Read ``path`` once, hash its bytes and decode it (and pHash it when ``phash``); raise
     :class:`DecodeError` with a reason."""
