@@ -16,7 +16,7 @@ Which metrics are summarised, and which are paired differences, the runs say the
 metric infos (:mod:`harness.metric_info`, metrics.json ``metrics``). Paired differences (e.g.
 ``auroc_delta``) are per seed the difference of the compared metric between two methods on the
 same split, with the count of seeds on which it has the sign of its mean. Against the fixed
-references (:data:`REFERENCES`) a pair is always method minus reference, chosen before any
+references (:data:`harness.results.PAIRED_REFERENCES`) a pair is always method minus reference, chosen before any
 number is seen; the other pairs are exploratory. Whether a difference holds across seeds is
 tested on the harness side (:mod:`harness.seed_inference`), not here: this module is also the
 report's, which has no scipy.
@@ -34,13 +34,10 @@ from itertools import combinations
 from typing import Any
 
 from harness.metric_info import MetricInfo, paired_infos, summarised_infos
-from harness.results import FLOOR_METHOD
+from harness.results import PAIRED_REFERENCES
 
-__all__ = ["REFERENCES", "SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
+__all__ = ["SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
            "format_spread", "train_seed_of"]
-
-# the fixed references of paired comparisons, in this order: the intensity floor, the shortcut floor
-REFERENCES = ("intensity", FLOOR_METHOD)
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ class SeedSpread:
 @dataclass(frozen=True)
 class PairedSpread(SeedSpread):
     """A paired difference ``method`` - ``other`` over the seeds of a group; ``exploratory``
-    unless ``other`` is the fixed reference of the pair (:data:`REFERENCES`)."""
+    unless ``other`` is the fixed reference of the pair (:data:`harness.results.PAIRED_REFERENCES`)."""
 
     other: str
     exploratory: bool = field(default=False, kw_only=True)
@@ -173,7 +170,7 @@ def paired_spread(group: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     metric where lower is better). References first, then the exploratory pairs."""
     paired = paired_infos(infos)
     found = _values(group, {i.paired_of for i in paired})
-    rank = {name: k for k, name in enumerate(REFERENCES)}
+    rank = {name: k for k, name in enumerate(PAIRED_REFERENCES)}
     out = []
     for info in paired:
         better = -1.0 if info.higher_is_better is False else 1.0
