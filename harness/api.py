@@ -99,6 +99,10 @@ class Method(abc.ABC):
     translates_to: ClassVar[frozenset[str]] = frozenset({TUMOR, NO_TUMOR})
     supervision: ClassVar[str] = "none"
     description: ClassVar[str] = ""
+    # the publication the method follows ("" for the harness's own floors) and, in one line, where
+    # this implementation departs from it; `python -m harness list` shows both
+    paper: ClassVar[str] = ""
+    departures: ClassVar[str] = ""
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     weights: ClassVar[tuple[KnownWeights, ...]] = ()  # pretrained files it can use (never downloaded)

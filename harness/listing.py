@@ -60,6 +60,10 @@ def _print_method(name: str) -> None:
     print(f"  {name}  [{', '.join(sorted(cls.capabilities))}; supervision: {cls.supervision}]")
     if cls.description:
         print(f"    {cls.description}")
+    if getattr(cls, "paper", ""):
+        print(f"    paper: {cls.paper}")
+    if getattr(cls, "departures", ""):
+        print(f"    departs from it: {cls.departures}")
     _print_settings(name, cls.Settings, cls.profile_defaults)
 
 

@@ -25,6 +25,7 @@ import torch
 from harness import distributed
 from harness.api import ImageSet, Method, ScoreOutput
 from harness.config import RunConfig
+from harness.data.types import label_rule
 from harness.evaluate import (LazyTranslations, check_output, evaluate_method, evaluate_run, example_arrays,
                               is_run_row, method_suites, run_infos, score_frame, suite_load_notes)
 from harness.feature_space import FeatureSpace
@@ -278,7 +279,8 @@ class Runner:
             working_size=type(method).working_size(method.settings), inception_weights=cfg.inception_weights,
             mri_extractor=self.features.extractor, cache_dir=cache_root(), logger=self.logger.getChild(name),
             val_subjects=[self.subjects[i] for i in self.sets["val"].ids],
-            val_strata=[self.strata.get(i, "") for i in self.sets["val"].ids])
+            val_strata=[self.strata.get(i, "") for i in self.sets["val"].ids],
+            label_rule=label_rule(self.inputs.source))
 
     def _metric_infos(self) -> dict[str, MetricInfo]:
         """The infos of the suites that ran for this run's evaluated methods (metrics.json ``metrics``)."""

@@ -15,7 +15,7 @@ from harness.config import MetricSettings
 from harness.metrics.bootstrap import auroc_ap
 from harness.metrics.detection import choose_dice_threshold
 from harness.metrics.suite import MethodEvaluation
-from harness.metrics.volume_suite import FIXED_FPR, VolumeSuite
+from harness.metrics.volume_suite import FIXED_FPR, VolumeSuite, oracle_volume_dice
 
 SIZE = 16
 
@@ -103,3 +103,35 @@ def test_images_that_are_their_own_subjects_hold_no_volumes(evaluation):
     flat = _evaluation(evaluation.val, evaluation.val_out, evaluation.val_subjects, evaluation.test,
                        evaluation.test_out, own)
     assert VolumeSuite().rows(flat) == []
+
+
+def test_volume_oracle_bounds_the_validation_threshold_mean_on_the_same_volumes(evaluation):
+    rows = {r["metric"]: r for r in VolumeSuite().rows(evaluation)}
+    oracle, dice = rows["volume_dice_oracle"], rows["volume_dice"]
+    assert oracle["n"] == dice["n"] == 3 and "chosen on test" in oracle["note"]
+    assert dice["value"] <= oracle["value"] + 1e-12
+    # its threshold gives exactly its value when the per-volume Dice is recomputed by hand
+    maps, masks = evaluation.test_out.maps, evaluation.test.masks.numpy()[:, 0]
+    subjects = np.array(evaluation.subjects)
+    volumes = {(s, "t2"): np.flatnonzero(subjects == s) for s in "abcde"}
+    threshold, best = oracle_volume_dice(maps, masks, np.ones_like(masks), volumes)
+    assert f"threshold {threshold:.6g} chosen on test" in oracle["note"] and best == pytest.approx(oracle["value"])
+    by_hand = [2 * np.sum((maps[subjects == s] >= threshold) & masks[subjects == s])
+               / (np.sum(maps[subjects == s] >= threshold) + np.sum(masks[subjects == s])) for s in ("a", "c", "d")]
+    assert oracle["value"] == pytest.approx(np.mean(by_hand))
+
+
+def test_every_dice_note_states_the_datas_label_rule(evaluation):
+    from dataclasses import replace
+
+    from harness.data.types import lesion_size_rule
+    from harness.metrics.localisation_suite import LocalisationSuite
+
+    rule = lesion_size_rule(0.005)
+    ev = replace(evaluation, label_rule=rule)
+    rows = VolumeSuite().rows(ev) + LocalisationSuite().rows(ev)
+    dice_rows = [r for r in rows if "dice" in r["metric"] and r["value"] is not None]
+    assert {r["metric"] for r in dice_rows} >= {"dice", "dice_oracle", "volume_dice", "volume_dice_oracle"}
+    assert all(r["note"].endswith(rule) for r in dice_rows)
+    assert "0.5% of its brain area" in rule
+    assert not any(rule in (r["note"] or "") for r in rows if "dice" not in r["metric"])

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from harness.data.types import DatasetError, DataSource, Record, SkippedFile
+from harness.data.types import DatasetError, DataSource, Record, SkippedFile, label_rule
 
 __all__ = ["Cohort"]
 
@@ -34,6 +34,7 @@ class Cohort:
         self.records: list[Record] = []
         self.skipped: list[SkippedFile] = []
         self.notices: list[str] = []
+        self.label_rule = "; ".join(f"{n}: {label_rule(s)}" for n, s in sources if label_rule(s))
         self._sources = dict(sources)
         self._origin: dict[str, tuple[str, Record]] = {}
         for name, source in sources:

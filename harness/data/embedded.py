@@ -44,7 +44,7 @@ from pydantic import Field
 from harness.atomic import atomic_write
 from harness.data.mri_contrast import SEQUENCES
 from harness.data.sources import DEFAULT_DATASET, DatasetSettings, DatasetSource
-from harness.data.types import DatasetError, DataSource, Record, SkippedFile
+from harness.data.types import DatasetError, DataSource, Record, SkippedFile, lesion_size_rule
 from harness.data.virtual_subject import MNI_Z_OFFSET, SubjectPlan, simulate_subject, slice_heights
 from harness.progress import progress as progress_bar
 from harness.registry import register_dataset
@@ -101,8 +101,9 @@ class EmbeddedCohort:
     name = NAME
 
     def __init__(self, root: str, images: np.ndarray, masks: np.ndarray, records: list[Record],
-                 notices: list[str]) -> None:
+                 notices: list[str], label_rule: str) -> None:
         self.root = root
+        self.label_rule = label_rule
         self.records = records
         self.skipped: list[SkippedFile] = []
         self.notices = notices
@@ -143,7 +144,7 @@ def load_embedded_cohort(settings: CohortSettings, seed: int, cache_dir: Path | 
     transient: list[str] = []  # about this call only; never written into the cache
     if path.exists():
         try:
-            return _cohort(root, _read_cache(path, key))
+            return _cohort(root, _read_cache(path, key), lesion_size_rule(settings.min_lesion_fraction))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             transient.append(f"{NAME}: cache file {path.name} was unreadable ({exc}); regenerated it")
     arrays = _generate(settings, seed, progress)
@@ -152,7 +153,7 @@ def load_embedded_cohort(settings: CohortSettings, seed: int, cache_dir: Path | 
         _write_cache(path, arrays)
     except OSError as exc:
         transient.append(f"{NAME}: could not write cache {path} ({exc}); the cohort will be regenerated next time")
-    cohort = _cohort(root, arrays)
+    cohort = _cohort(root, arrays, lesion_size_rule(settings.min_lesion_fraction))
     cohort.notices.extend(transient)
     return cohort
 
@@ -293,7 +294,7 @@ def _read_cache(path: Path, key: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _cohort(root: str, arrays: dict[str, np.ndarray]) -> EmbeddedCohort:
+def _cohort(root: str, arrays: dict[str, np.ndarray], label_rule: str) -> EmbeddedCohort:
     images = arrays["images"]
     _, height, width = images.shape
     records = [
@@ -316,4 +317,4 @@ def _cohort(root: str, arrays: dict[str, np.ndarray]) -> EmbeddedCohort:
         for i in range(len(images))
     ]
     return EmbeddedCohort(root, images, arrays["masks"].astype(bool), records,
-                          [str(n) for n in arrays["notices"]])
+                          [str(n) for n in arrays["notices"]], label_rule)

@@ -120,6 +120,7 @@ class FolderDataset:
         self.records: list[Record] = []
         self.skipped: list[SkippedFile] = []
         self.notices: list[str] = []
+        self.label_rule = ""  # labels come from the folder names, masks (if any) as given
         self._masks: dict[str, str] = {}
         self._workers = workers or min(8, os.cpu_count() or 1)
         self._scan(progress)

@@ -65,6 +65,9 @@ class DataSource(Protocol):
     records: list[Record]
     skipped: list[SkippedFile]
     notices: list[str]
+    # how image labels follow from lesion masks, said beside every Dice ("" when labels come
+    # from elsewhere, e.g. folder names): which slices no split holds changes what Dice means
+    label_rule: str
 
     def fingerprint(self) -> str:
         """Hash of the dataset's content (ids, labels, sha256s); names the dataset in results."""
@@ -77,6 +80,17 @@ class DataSource(Protocol):
     def load_mask(self, record: Record) -> np.ndarray | None:
         """Bool (H, W) lesion mask aligned with the image, or None."""
         ...
+
+
+def label_rule(source: DataSource) -> str:
+    """A source's ``label_rule``; "" for a third-party source written before sources had one."""
+    return str(getattr(source, "label_rule", ""))
+
+
+def lesion_size_rule(min_lesion_fraction: float) -> str:
+    """The label rule of sources that label slices by their lesion masks."""
+    return (f"a slice is tumor when its lesion covers at least {min_lesion_fraction:.1%} of its brain area; "
+            "slices with a smaller lesion are left out of every split")
 
 
 class DatasetError(Exception):

@@ -33,7 +33,7 @@ from pydantic import Field, model_validator
 
 from harness.data.nifti import VolumeError, read_pair
 from harness.data.sources import DatasetSettings, DatasetSource
-from harness.data.types import DatasetError, DataSource, Record, SkippedFile
+from harness.data.types import DatasetError, DataSource, Record, SkippedFile, lesion_size_rule
 from harness.data.volume_cache import (cache_key, entry_folder, file_digest, read_facts, read_slice,
                                        stack_facts, write_stack)
 from harness.data.volume_layouts import LAYOUT_LABELS, Naming, VolumeCase, find_cases, holds_volumes
@@ -123,6 +123,7 @@ class VolumeDataset:
         self.records: list[Record] = []
         self.skipped: list[SkippedFile] = []
         self.notices: list[str] = []
+        self.label_rule = lesion_size_rule(self.settings.min_lesion_fraction)
         self._cache_dir = cache_dir
         self._where: dict[str, tuple[_Stack, int]] = {}
         self._scan(progress, workers or min(4, os.cpu_count() or 1))

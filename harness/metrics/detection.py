@@ -23,9 +23,11 @@ Conventions (documented because they change numbers):
   threshold that maximises the pooled Dice over **all validation images** (exact search over
   every distinct map value), then pooled over **all test images**, so a map that lights up
   healthy slices pays for it. Its CI resamples subjects (or images) like the others.
-* ``dice_oracle`` is an upper bound, not a result: the pooled Dice over tumor images only,
-  maximised over a grid of ``t`` at quantiles of their in-brain map values, i.e. the threshold
-  is chosen on test. Its note says so. (Older runs call it ``best_dice``; it is renamed when read.)
+* ``dice_oracle`` is an upper bound, not a result: the pooled Dice over the same test images as
+  ``dice`` (healthy ones count), at the threshold that maximises it on test (the same exact
+  search). It bounds ``dice`` exactly, so their gap is the cost of fixing the threshold on
+  validation. Its note says so. (Older runs call it ``best_dice``; runs written before December 2026
+  pooled tumor images only, over a grid of thresholds.)
 * Both Dice count the whole lesion mask (also any part outside the brain mask).
 """
 
@@ -44,11 +46,10 @@ from harness.metrics.bootstrap import (auroc_ap, bootstrap_counts, percentile_in
 __all__ = [
     "Estimate", "bootstrap_counts", "choose_threshold", "rates_at_threshold", "stratified_counts",
     "subject_counts_note", "weighted_auroc_ap", "image_detection", "pixel_detection", "dice_oracle",
-    "choose_dice_threshold", "dice_at_threshold", "ORACLE_NOTE", "DEFAULT_MAX_PIXELS", "DICE_GRID_SIZE",
+    "choose_dice_threshold", "dice_at_threshold", "ORACLE_NOTE", "DEFAULT_MAX_PIXELS",
 ]
 
 DEFAULT_MAX_PIXELS = 200_000
-DICE_GRID_SIZE = 199
 ORACLE_NOTE = "threshold chosen on test"
 
 
@@ -202,32 +203,26 @@ def _squeeze(maps: np.ndarray) -> np.ndarray:
 
 
 def dice_oracle(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray,
-                image_labels: Sequence[int] | np.ndarray, grid_size: int = DICE_GRID_SIZE) -> Estimate:
-    """Oracle pooled Dice over tumor images, its threshold chosen on these same (test) images;
+                image_labels: Sequence[int] | np.ndarray) -> Estimate:
+    """The pooled Dice over the same images as ``dice`` (all of them, healthy ones included), at
+    the threshold that maximises it on these same (test) images: the exact upper bound of
+    ``dice``, so their gap is the price of fixing the threshold on validation and nothing else.
     ``note`` says so and names the threshold."""
-    image_labels = np.asarray(image_labels).astype(int)
-    tumor = np.flatnonzero(image_labels == 1)
-    if tumor.size == 0:
-        return Estimate("dice_oracle", None, n=0, note="not computed: no tumor images")
+    n = int(np.asarray(image_labels).size)
     maps = _squeeze(maps)
-    masks_t = np.asarray(masks).astype(bool).reshape(maps.shape)[tumor]
-    values, truth, _ = _in_brain(maps[tumor], masks_t, np.asarray(brain).reshape(maps.shape)[tumor])
-    n_mask = int(masks_t.sum())  # the whole mask counts, also any part outside the brain mask
-    if n_mask == 0:
-        return Estimate("dice_oracle", None, n=int(tumor.size), note="not computed: the tumor masks are empty")
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        return Estimate("dice_oracle", None, n=int(tumor.size),
-                        note="not computed: no finite in-brain map values")
-    order = np.argsort(-values, kind="stable")
-    desc, hits = values[order], np.cumsum(truth[order])
-    grid = np.unique(np.quantile(values, np.linspace(0.0, 1.0, grid_size + 2)[1:]))
-    # number of pixels with value >= t, via the descending order
-    n_pred = np.searchsorted(-desc, -grid, side="right")
-    tp = np.where(n_pred > 0, hits[np.maximum(n_pred - 1, 0)], 0)
-    dice = 2.0 * tp / (n_pred + n_mask)
-    best = int(np.argmax(dice))
-    return Estimate("dice_oracle", float(dice[best]), n=int(tumor.size),
-                    note=f"{ORACLE_NOTE}: threshold={grid[best]:.6g}")
+    masks = np.asarray(masks).astype(bool).reshape(maps.shape)
+    if not masks.any():
+        return Estimate("dice_oracle", None, n=n, note="not computed: the tumor masks are empty")
+    if not np.all(np.isfinite(maps)):
+        return Estimate("dice_oracle", None, n=n, note="not computed: no finite in-brain map values")
+    brain = np.asarray(brain).reshape(maps.shape)
+    threshold = choose_dice_threshold(maps, masks, brain)
+    if threshold is None:
+        return Estimate("dice_oracle", None, n=n, note="not computed: no in-brain map values")
+    tp, pred, truth = _dice_counts(maps, masks, brain, threshold)
+    value = 2.0 * tp.sum() / (pred.sum() + truth.sum())
+    return Estimate("dice_oracle", float(value), n=n,
+                    note=f"{ORACLE_NOTE}: threshold={threshold:.6g}; the same {n} images as Dice pooled")
 
 
 def choose_dice_threshold(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray) -> float | None:

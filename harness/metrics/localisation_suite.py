@@ -12,7 +12,9 @@ from harness.metrics.detection_suite import estimate_rows, strata_names
 from harness.metrics.suite import MethodEvaluation, MetricInfo, MetricSuite, metric_row, register_metric_suite
 from harness.results import STRATUM_PREFIX
 
-__all__ = ["LOCALISATION_INFOS", "LocalisationSuite", "pixel_rows"]
+__all__ = ["DICE_METRICS", "LOCALISATION_INFOS", "LocalisationSuite", "pixel_rows", "with_label_rule"]
+
+DICE_METRICS = frozenset({"dice", "dice_oracle", "volume_dice", "volume_dice_oracle", "volume_dice_fpr"})
 
 LOCALISATION_INFOS = (
     MetricInfo("pixel_auroc", "Pixel AUROC", "localisation", higher_is_better=True, summarised=True),
@@ -24,10 +26,29 @@ LOCALISATION_INFOS = (
 
 def pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings,
                seed: int, test_subjects: list[str] | None = None, *, val: ImageSet | None = None,
-               val_out: ScoreOutput | None = None, test_strata: list[str] | None = None) -> list[dict]:
+               val_out: ScoreOutput | None = None, test_strata: list[str] | None = None,
+               label_rule: str = "") -> list[dict]:
     """Pixel AUROC/AP, the oracle Dice, and ``dice`` at the threshold that maximises Dice on
     ``val`` (overall and, with ``test_strata``, per stratum); rows with a note when maps or
-    masks are missing."""
+    masks are missing. ``label_rule`` (which slices the data leaves out) joins every Dice note."""
+    return with_label_rule(_pixel_rows(method, test, test_out, settings, seed, test_subjects, val, val_out,
+                                       test_strata), label_rule)
+
+
+def with_label_rule(rows: list[dict], label_rule: str) -> list[dict]:
+    """Dice rows whose note also states the data's label rule: a Dice over slices that exclude
+    small lesions is not the Dice of a benchmark that keeps them."""
+    if not label_rule:
+        return rows
+    for row in rows:
+        if row["metric"] in DICE_METRICS and row["value"] is not None:
+            row["note"] = f"{row['note']}; {label_rule}" if row.get("note") else label_rule
+    return rows
+
+
+def _pixel_rows(method: str, test: ImageSet, test_out: ScoreOutput, settings: MetricSettings, seed: int,
+                test_subjects: list[str] | None, val: ImageSet | None, val_out: ScoreOutput | None,
+                test_strata: list[str] | None) -> list[dict]:
     if test.masks is None or test_out.maps is None:
         missing = "ground-truth masks" if test.masks is None else "anomaly maps"
         note = f"not computed: the test set has no {missing}"
@@ -59,4 +80,4 @@ class LocalisationSuite(MetricSuite):
 
     def rows(self, ev: MethodEvaluation) -> list[dict]:
         return pixel_rows(ev.method, ev.test, ev.test_out, ev.settings, ev.seed, ev.subjects, val=ev.val,
-                          val_out=ev.val_out, test_strata=ev.strata)
+                          val_out=ev.val_out, test_strata=ev.strata, label_rule=ev.label_rule)

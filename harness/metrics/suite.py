@@ -92,6 +92,7 @@ class MethodEvaluation:
     record: dict[str, Any] = field(default_factory=dict)
     val_subjects: list[str] = field(default_factory=list)
     val_strata: list[str] = field(default_factory=list)
+    label_rule: str = ""  # the data's DataSource.label_rule, said beside every Dice
 
 
 @dataclass(frozen=True)

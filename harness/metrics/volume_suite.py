@@ -10,6 +10,9 @@ patient alike. Rows (family ``volume``, domain ``all``):
   maximises the pooled Dice on validation (the localisation suite's, so both read one operating
   point), as the mean over lesion volumes with their sd (``std``) and a bootstrap CI over subjects;
 * ``volume_auprc``: voxel AUPRC (step-wise AP, in the brain) of each lesion volume, mean ± sd;
+* ``volume_dice_oracle``: the mean Dice over the same lesion volumes at the one threshold that
+  maximises that mean on test: the upper bound of ``volume_dice`` (its candidates include the
+  validation threshold), so the two read one population;
 * ``volume_dice_fpr``: Dice per lesion volume at the threshold that :data:`FIXED_FPR` of the
   healthy validation voxels (in the brain, outside any lesion) exceed;
 * ``volume_auroc``: detection AUROC over volumes (lesion volume = one with a tumor slice), a
@@ -28,11 +31,13 @@ import numpy as np
 
 from harness.metrics.bootstrap import auroc_ap, bootstrap_counts, percentile_interval, weighted_auroc_ap
 from harness.metrics.detection import choose_dice_threshold
+from harness.metrics.localisation_suite import with_label_rule
 from harness.metrics.suite import MethodEvaluation, MetricInfo, MetricSuite, metric_row, register_metric_suite
 
-__all__ = ["AGGREGATES", "FIXED_FPR", "VOLUME_INFOS", "VolumeSuite", "fpr_threshold", "per_volume_dice",
-           "volume_index"]
+__all__ = ["AGGREGATES", "FIXED_FPR", "ORACLE_CANDIDATES", "VOLUME_INFOS", "VolumeSuite", "fpr_threshold",
+           "oracle_volume_dice", "per_volume_dice", "volume_index"]
 
+ORACLE_CANDIDATES = 256  # thresholds at quantiles of the lesion volumes' in-brain map values
 FIXED_FPR = 0.01  # Frotscher et al. fix 1% on healthy T2 validation voxels
 AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
     "max": lambda s: float(np.max(s)), "mean": lambda s: float(np.mean(s)),
@@ -40,6 +45,7 @@ AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
 
 VOLUME_INFOS = (
     MetricInfo("volume_dice", "Dice per lesion volume", "volume", higher_is_better=True, summarised=True),
+    MetricInfo("volume_dice_oracle", "Dice per lesion volume (oracle threshold)", "volume", higher_is_better=True),
     MetricInfo("volume_auprc", "Voxel AUPRC per lesion volume", "volume", higher_is_better=True),
     MetricInfo("volume_dice_fpr", f"Dice per lesion volume at {FIXED_FPR:.0%} healthy FPR", "volume",
                higher_is_better=True),
@@ -70,6 +76,34 @@ def per_volume_dice(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray,
     return out
 
 
+def oracle_volume_dice(maps: np.ndarray, masks: np.ndarray, brain: np.ndarray,
+                       volumes: dict[tuple[str, str], np.ndarray],
+                       also: float | None = None) -> tuple[float, float] | None:
+    """(threshold, mean Dice over lesion volumes) at the candidate threshold with the highest mean:
+    :data:`ORACLE_CANDIDATES` quantiles of the lesion volumes' in-brain values plus ``also`` (the
+    validation threshold, so the result bounds the validation-threshold mean). None without
+    lesion volumes."""
+    lesion = [idx for idx in volumes.values() if masks[idx].any()]
+    if not lesion:
+        return None
+    values = np.concatenate([maps[idx][brain[idx]] for idx in lesion])
+    candidates = np.unique(np.quantile(values, np.linspace(0.0, 1.0, ORACLE_CANDIDATES)))
+    if also is not None:
+        candidates = np.append(candidates, also)
+    dice = np.zeros(candidates.size)
+    for idx in lesion:
+        inside = brain[idx]
+        v, truth = maps[idx][inside], masks[idx][inside]
+        outside_lesion = int(masks[idx].sum() - truth.sum())  # mask voxels outside the brain still count
+        order = np.argsort(-v, kind="stable")
+        hits = np.concatenate([[0], np.cumsum(truth[order])])
+        n_pred = np.searchsorted(-v[order], -candidates, side="right")  # voxels with value >= t
+        dice += 2.0 * hits[n_pred] / (n_pred + truth.sum() + outside_lesion)
+    dice /= len(lesion)
+    best = int(np.argmax(dice))
+    return float(candidates[best]), float(dice[best])
+
+
 def fpr_threshold(maps: np.ndarray, masks: np.ndarray | None, brain: np.ndarray, fpr: float) -> float | None:
     """The map value that a share ``fpr`` of the healthy voxels (in the brain, outside lesions) exceed."""
     healthy = brain if masks is None else brain & ~masks
@@ -91,7 +125,7 @@ class VolumeSuite(MetricSuite):
             return []
         rows = [self._auroc(ev, test_volumes, val_volumes)]
         if ev.test_out.maps is not None and ev.test.masks is not None:
-            rows += self._maps(ev, test_volumes)
+            rows += with_label_rule(self._maps(ev, test_volumes), ev.label_rule)
         return rows
 
     @staticmethod
@@ -125,7 +159,8 @@ class VolumeSuite(MetricSuite):
             val_maps = val_maps.reshape(val_brain.shape)
         if not np.all(np.isfinite(maps)):
             note = "not computed: the maps have non-finite values"
-            return [metric_row(ev.method, m, None, note=note) for m in ("volume_dice", "volume_auprc", "volume_dice_fpr")]
+            return [metric_row(ev.method, m, None, note=note)
+                    for m in ("volume_dice", "volume_dice_oracle", "volume_auprc", "volume_dice_fpr")]
         ap = {}
         for key, idx in volumes.items():
             inside = brain[idx]
@@ -138,6 +173,12 @@ class VolumeSuite(MetricSuite):
         rows.append(_mean_row(ev, "volume_dice", per_volume_dice(maps, masks, brain, volumes, dice_t),
                               f"threshold {dice_t:.6g} chosen on validation (pooled Dice)")
                     if dice_t is not None else metric_row(ev.method, "volume_dice", None, note=none))
+        oracle = oracle_volume_dice(maps, masks, brain, volumes, dice_t)
+        rows.append(_mean_row(ev, "volume_dice_oracle", per_volume_dice(maps, masks, brain, volumes, oracle[0]),
+                              f"threshold {oracle[0]:.6g} chosen on test: the upper bound of volume_dice, "
+                              "not a result") if oracle is not None else
+                    metric_row(ev.method, "volume_dice_oracle", None, n=0,
+                               note="not computed: no lesion volume in the test split"))
         fpr_t = None if val_maps is None else fpr_threshold(val_maps, None if val_masks is None else
                                                             val_masks.reshape(val_maps.shape),
                                                             val_brain.reshape(val_maps.shape), FIXED_FPR)
