@@ -9,13 +9,20 @@ lesion does not inflate the scale it is measured against), smooth lightly inside
 (normalised convolution, so the brain edge is not darkened by the background), and take a high
 percentile of the signed, brain-masked values as the score. The anomaly map is the positive part
 of the signed, smoothed z-map, zero outside the brain. ``fit`` learns nothing: it only chooses,
-on the validation set, the percentile and the sign (bright lesions as in FLAIR/T2, dark as in
-T1) with the highest validation AUROC, and records the choice in ``selected``.
+on the validation set's image labels, the percentile and the sign with the highest validation
+AUROC, and records the choice in ``selected``. The signs: ``bright`` (z, lesions brighter than
+the brain, as in FLAIR/T2), ``dark`` (-z, as in T1) and ``two-sided`` (|z|: a lesion either way,
+e.g. a T1 post-contrast tumour's bright rim around a dark core). When the validation images
+carry two or more MRI sequences (``ImageSet.sequences``), one more candidate per percentile,
+``by-sequence``, takes each sequence's best sign on that sequence's validation images (the
+overall best sign for a sequence whose validation images lack a class or are not seen there),
+so a mixed FLAIR + T1 cohort is not scored with one sign for both.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,7 +35,10 @@ from harness.imaging import blur, gaussian_kernel
 
 # Named aggregates, in tie-break order (the first is the default before ``fit``).
 PERCENTILES: dict[str, float] = {"p99": 99.0, "p95": 95.0, "p99.9": 99.9, "p90": 90.0}
-SIGNS: dict[str, float] = {"bright": 1.0, "dark": -1.0}
+# How a z-map becomes "more lesion = higher", in tie-break order (the first is the default).
+SIGNS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "bright": lambda z: z, "dark": lambda z: -z, "two-sided": torch.abs}
+BY_SEQUENCE = "by-sequence"  # the candidate that takes each sequence's own best sign
 # Gaussian sigma in pixels for a 128 px slice, scaled with the size; kept on development seeds
 # 100/101 over 0.5 and 2.0 (best mean validation AUROC; docs/protocol.md)
 SMOOTH_SIGMA_AT_128 = 1.0
@@ -84,16 +94,17 @@ class IntensitySettings(MethodSettings):
 class IntensityBaseline(Method):
     capabilities = frozenset({"scores", "maps"})
     supervision = "none"
-    description = ("No-learning floor: high percentile of brain-masked robust z-scores (bright or dark, "
-                   "chosen on val); map = smoothed z-map.")
+    description = ("No-learning floor: high percentile of brain-masked robust z-scores (bright, dark or two-sided "
+                   "|z|, per MRI sequence when the data has several; chosen on val labels); map = smoothed z-map.")
     Settings = IntensitySettings
 
     def __init__(self, settings: IntensitySettings | None = None) -> None:
         super().__init__(settings)
         self.aggregate = next(iter(PERCENTILES))
-        self.sign = next(iter(SIGNS))
-        self.selected: dict[str, Any] = {"aggregate": self.aggregate, "sign": self.sign, "val_auroc": None,
-                                         "candidates": {},
+        self.sign = next(iter(SIGNS))  # the sign of every image, or of sequences by_sequence does not name
+        self.by_sequence: dict[str, str] = {}  # sequence -> its sign, for the by-sequence candidate
+        self.selected: dict[str, Any] = {"aggregate": self.aggregate, "sign": self.sign, "fallback_sign": self.sign,
+                                         "by_sequence": None, "val_auroc": None, "candidates": {},
                                          "smooth_sigma_at_128px": self.settings.smooth_sigma_at_128px}
 
     def _smoothed_z(self, images: ImageSet) -> torch.Tensor:
@@ -108,24 +119,42 @@ class IntensityBaseline(Method):
                                self.sign, self.aggregate)
             return
         z = self._smoothed_z(val)
-        candidates: dict[str, float] = {}
-        best: tuple[float, str, str] | None = None
-        for sign_name, sign in SIGNS.items():
-            for agg_name, q in PERCENTILES.items():
-                auroc = float(roc_auc_score(labels, brain_percentiles(sign * z, val.brain, q)))
-                candidates[f"{sign_name}/{agg_name}"] = round(auroc, 6)
-                if best is None or auroc > best[0]:
-                    best = (auroc, sign_name, agg_name)
-        assert best is not None
-        self.sign, self.aggregate = best[1], best[2]
-        self.selected = {"aggregate": self.aggregate, "sign": self.sign, "val_auroc": best[0],
-                         "candidates": candidates,
+        sequences = val.sequences()
+        scores = {(sign, agg): brain_percentiles(flip(z), val.brain, q)
+                  for sign, flip in SIGNS.items() for agg, q in PERCENTILES.items()}
+        candidates = {f"{sign}/{agg}": float(roc_auc_score(labels, v)) for (sign, agg), v in scores.items()}
+        per_sequence: dict[str, dict[str, str]] = {}
+        if len(set(sequences)) > 1:
+            for agg in PERCENTILES:
+                by_sign = {s: scores[(s, agg)] for s in SIGNS}
+                per_sequence[agg] = _signs_by_sequence(labels, sequences, by_sign)
+                mixed = _mix(by_sign, sequences, per_sequence[agg], _best_sign(labels, by_sign))
+                candidates[f"{BY_SEQUENCE}/{agg}"] = float(roc_auc_score(labels, mixed))
+        best = max(candidates, key=candidates.__getitem__)  # ties keep the earlier candidate
+        sign, self.aggregate = best.split("/")
+        overall = {s: scores[(s, self.aggregate)] for s in SIGNS}
+        self.sign = _best_sign(labels, overall) if sign == BY_SEQUENCE else sign
+        self.by_sequence = per_sequence[self.aggregate] if sign == BY_SEQUENCE else {}
+        self.selected = {"aggregate": self.aggregate, "sign": sign, "fallback_sign": self.sign,
+                         "by_sequence": self.by_sequence or None,
+                         "val_auroc": candidates[best], "candidates": {k: round(v, 6) for k, v in candidates.items()},
                          "smooth_sigma_at_128px": self.settings.smooth_sigma_at_128px}
-        ctx.logger.info("intensity: selected %s lesions, aggregate %s (val AUROC %.4f); candidates %s",
-                        self.sign, self.aggregate, best[0], candidates)
+        ctx.logger.info("intensity: selected %s lesions%s, aggregate %s (val AUROC %.4f); candidates %s", sign,
+                        f" {self.by_sequence} (else {self.sign})" if self.by_sequence else "", self.aggregate,
+                        candidates[best], self.selected["candidates"])
+
+    def _signed(self, images: ImageSet) -> torch.Tensor:
+        """The smoothed z-map, signed per image by the selection (by sequence where it chose so)."""
+        z = self._smoothed_z(images)
+        names = [self.by_sequence.get(seq, self.sign) for seq in images.sequences()]
+        out = torch.empty_like(z)
+        for name in set(names):
+            idx = torch.tensor([i for i, n in enumerate(names) if n == name], dtype=torch.long)
+            out[idx] = SIGNS[name](z[idx])
+        return out
 
     def score(self, images: ImageSet) -> ScoreOutput:
-        z = SIGNS[self.sign] * self._smoothed_z(images)
+        z = self._signed(images)
         scores = brain_percentiles(z, images.brain, PERCENTILES[self.aggregate])
         empty = ~images.brain.flatten(1).any(dim=1)
         if bool(empty.any()):
@@ -136,3 +165,25 @@ class IntensityBaseline(Method):
 
     def selection(self) -> dict[str, Any]:
         return dict(self.selected)
+
+
+def _best_sign(labels: np.ndarray, scores: dict[str, np.ndarray]) -> str:
+    """The sign whose scores have the highest AUROC (ties: the earlier in SIGNS)."""
+    aurocs = {s: float(roc_auc_score(labels, v)) for s, v in scores.items()}
+    return max(aurocs, key=aurocs.__getitem__)
+
+
+def _signs_by_sequence(labels: np.ndarray, sequences: list[str], scores: dict[str, np.ndarray]) -> dict[str, str]:
+    """Each sequence's best sign on its own validation images; sequences whose images lack a class
+    are left out (the overall sign scores them)."""
+    out = {}
+    for seq in sorted(set(sequences)):
+        idx = np.array([i for i, s in enumerate(sequences) if s == seq])
+        if len(np.unique(labels[idx])) == 2:
+            out[seq] = _best_sign(labels[idx], {s: v[idx] for s, v in scores.items()})
+    return out
+
+
+def _mix(scores: dict[str, np.ndarray], sequences: list[str], signs: dict[str, str], fallback: str) -> np.ndarray:
+    """Per image, the scores of its sequence's sign (``fallback`` for a sequence not in ``signs``)."""
+    return np.array([scores[signs.get(seq, fallback)][i] for i, seq in enumerate(sequences)], dtype=np.float64)

@@ -1,8 +1,8 @@
-"""Training and scoring throughput of the reconstruction methods (autoencoder, dae, ddpm).
+"""Training and scoring throughput of the reconstruction methods (autoencoder, dae and the diffusion methods).
 
 Each row times a method's own training step (its ``loss`` hook: noise draws, forward, loss,
 backward, Adam step) on random images after warm-up steps, and its scoring pass (its
-``reconstruct_batch`` hook: for ddpm the whole partial-noising and denoising chain), at the
+``reconstruct_batch`` hook: for a diffusion method the whole partial-noising and denoising chain), at the
 quick and paper profiles' sizes, in fp32 and in bf16 autocast, reporting images/s and the
 ratio against fp32 at the same profile and batch, measured in the same run.
 
@@ -11,11 +11,11 @@ steps in the variant and in fp32 (same seeds, same data): bf16 *training* is saf
 under ``SAFE_LOSS_DRIFT``. ``max|dx|`` is the largest pixel difference between bf16 and fp32
 reconstructions by the same (seeded, untrained) weights; it is why the methods never *score* in
 bf16 on CPU (``cpu_bf16`` covers training steps only). MONAI's diffusion UNet starts with a zeroed
-output layer, so ddpm's ``max|dx|`` is 0 by construction there. Each training rate is the
+output layer, so a diffusion method's ``max|dx|`` is 0 by construction there. Each training rate is the
 fastest of a few timing windows (the least disturbed on a shared machine). The last lines name,
 per method, the fastest safe quick-profile training setting.
 
-The paper profile's ddpm chain (hundreds of UNet passes per image) is timed on a few of its
+A paper profile's diffusion chain (hundreds of UNet passes per image) is timed on a few of its
 steps and scaled to the full chain; such rows are marked ``(scaled)``.
 
     python benchmarks/bench_methods.py --quick          # quick sizes only: about a minute on 2 cores
@@ -36,7 +36,7 @@ from harness.registry import METHODS
 from harness.training import autocast
 from generative.reconstruction import ReconstructionMethod
 
-METHOD_NAMES = ("autoencoder", "dae", "ddpm")
+METHOD_NAMES = ("autoencoder", "dae", "gaussian-ddpm", "anoddpm", "pddpm")
 SAFE_LOSS_DRIFT = 0.05  # bf16 training may end this far (relative) from fp32's loss and still count as safe
 SCALED_STEPS = 4  # denoising steps actually timed when a chain is longer
 
@@ -108,16 +108,16 @@ def train_ips(method: ReconstructionMethod, variant: str, batch: int, warmup: in
 
 
 def _shortened(method: ReconstructionMethod) -> tuple[ReconstructionMethod, float]:
-    """For a ddpm chain longer than SCALED_STEPS: the same method with a chain of SCALED_STEPS
+    """For a diffusion chain longer than SCALED_STEPS: the same method with a chain of SCALED_STEPS
     DDIM steps, and the factor that scales its time to the real chain's."""
-    if not hasattr(method, "_inference_scheduler"):
+    if not hasattr(method, "chain"):
         return method, 1.0
-    n = len(method._inference_scheduler().timesteps)
+    n = len(method.chain())
     if n <= SCALED_STEPS:
         return method, 1.0
     short = type(method)(method.settings.model_copy(update={"sampler": "ddim", "inference_steps": SCALED_STEPS}))
     short.device = method.device
-    return short, n / len(short._inference_scheduler().timesteps)
+    return short, n / len(short.chain())
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """Sphinx configuration of the benchmark's report site (MyST markdown, furo theme).
 
-Imports only the torch-free part of the project (``harness/__init__``, ``reports``): the docs
-env of ``tox -e docs`` installs no ML stack.
+Imports only the torch-free part of the project (``harness/__init__``, ``reports``, and through
+autodoc the Python API's modules): the docs env of ``tox -e docs`` installs no ML stack.
 """
 
 from __future__ import annotations
@@ -23,10 +23,18 @@ author = "The harness authors"
 copyright = "the harness authors"
 version = release = __version__
 
-extensions = ["myst_parser"]
+# autodoc: the Python API page (python-api.md) documents harness.run_benchmark and friends, whose
+# modules import no torch; mocked anyway, so a stray import there fails the tests, not the site.
+extensions = ["myst_parser", "sphinx.ext.autodoc"]
+autodoc_mock_imports = ["torch", "torchvision"]
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
 # attrs_inline: "[0.69–1.00]{.ci}" sets a CI in a span styled by _static/report.css
 myst_enable_extensions = ["colon_fence", "attrs_inline"]
 myst_heading_anchors = 3
+# Report pages define each section's footnotes under its table (reports/footnotes.py): keep them
+# there rather than gathered at the page's end (needs myst-parser >= 4.0).
+myst_footnote_sort = False
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]

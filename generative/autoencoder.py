@@ -78,7 +78,8 @@ class DenseAutoencoder(nn.Module):
 @register_method("autoencoder")
 class AutoencoderMethod(ReconstructionMethod):
     description = ("Convolutional autoencoder with a dense bottleneck (Baur et al. 2021), trained on healthy "
-                   "slices (L1); anomaly map = residual to its reconstruction (map and aggregate chosen on val)")
+                   "slices (L1); anomaly map = residual to its reconstruction with the paper's post-processing, "
+                   "image score = its mean (autoencoder+tuned: map and aggregate chosen on val lesion masks)")
     Settings = AutoencoderSettings
     profile_defaults = PROFILE_DEFAULTS
 

@@ -93,7 +93,8 @@ def coarse_noise(x: torch.Tensor, res: int, std: float, g: torch.Generator) -> t
 @register_method("dae")
 class DAEMethod(ReconstructionMethod):
     description = ("Denoising UNet trained on healthy slices to remove coarse noise (Kascenas et al. 2022); "
-                   "anomaly map = residual to its output on the clean slice (map and aggregate chosen on val)")
+                   "anomaly map = residual to its output on the clean slice, Baur et al.'s post-processing, "
+                   "image score = its mean (dae+tuned: map and aggregate chosen on val lesion masks)")
     Settings = DAESettings
     profile_defaults = PROFILE_DEFAULTS
 

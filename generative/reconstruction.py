@@ -8,8 +8,16 @@ way for all of them:
   cosine decay to zero over ``epochs``. Every random draw of an epoch (order, noise, timesteps)
   comes from a generator seeded by ``(seed, epoch)``, and a checkpoint after every epoch holds
   model, optimizer, scheduler and curves, so a resumed run reaches exactly the weights of an
-  uninterrupted one. Then the anomaly map and aggregate are chosen on validation through
-  :mod:`harness.scoring`, by the same function that scores test images.
+  uninterrupted one.
+- ``score`` (the main row) is the paper's plain map, :func:`harness.scoring.baur_scoring`: the
+  residual with Baur et al.'s post-processing (positive residuals on FLAIR/T2, 5 x 5 median
+  filter, eroded brain mask) and its mean over the brain as the image score; nothing is chosen
+  on validation.
+- The ``tuned`` variant (reported as ``<name>+tuned``, supervision ``healthy_only+val_masks``)
+  scores the same reconstructions with the map and aggregate that
+  :func:`harness.scoring.select_scoring` picks on the validation split's lesion masks, by the
+  same function that scores test images. Reconstructions of the last two image sets are kept,
+  so the variant costs no second pass of the model.
 - ``translate(images, "no_tumor")`` is the healthy reconstruction; these methods only model
   healthy anatomy, so they offer no ``tumor`` direction (``translates_to``) and refuse it.
 """
@@ -20,6 +28,7 @@ import abc
 import contextlib
 import time
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,7 +36,7 @@ import torch
 from pydantic import Field
 
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet, Method, MethodSettings, ScoreOutput
-from harness.scoring import deploy, resize, select_scoring
+from harness.scoring import TUNED, baur_scoring, deploy, plain_record, resize, select_scoring
 from harness.training import Checkpointer, atomic_torch_save, autocast, progress, seed_everything
 
 INFERENCE_BATCH = 32
@@ -56,6 +65,9 @@ class ReconstructionMethod(Method):
 
     capabilities = frozenset({"scores", "maps", "translates"})
     supervision = "healthy_only"
+    variants: ClassVar[Mapping[str, str]] = {TUNED: "healthy_only+val_masks"}
+    variant_descriptions: ClassVar[Mapping[str, str]] = {
+        TUNED: "the same model scored with the map (5 kinds) and aggregate (4) chosen on validation lesion masks"}
     translates_to: ClassVar[frozenset[str]] = frozenset({NO_TUMOR})
     Settings: ClassVar[type[MethodSettings]] = ReconstructionSettings
 
@@ -66,8 +78,10 @@ class ReconstructionMethod(Method):
         self.seed = 0
         self.amp = False
         self.model_path: Path | None = None
-        self.selected: dict[str, Any] = {}
+        self.selected: dict[str, Any] = {}  # the main row's record (nothing selected)
+        self.tuned: dict[str, Any] = {}  # the tuned variant's selection
         self.curves: dict[str, list[float]] = {}
+        self._healthy: list[tuple[ImageSet, torch.Tensor]] = []  # the last reconstructions, by ImageSet
 
     # ------------------------------------------------------------------ subclass hooks
     @abc.abstractmethod
@@ -140,11 +154,17 @@ class ReconstructionMethod(Method):
         self.model_path = ctx.output_dir / "model.pt"
         atomic_torch_save({"model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                            "settings": s.model_dump(), "method": name}, self.model_path)
-        self.selected = {**select_scoring(val, self.healthy_version(val)), "image_size": s.image_size,
-                         **self.extra_selection()}
-        ctx.logger.info("%s: selected %s map with %s aggregate by %s (val AUROC %s, pixel AUROC %s)", name,
-                        self.selected["map"], self.selected["aggregate"], self.selected["criterion"],
-                        _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
+        self._healthy = []
+        healthy_val = self.healthy_version(val)
+        scores, maps = baur_scoring(val, healthy_val)
+        self.selected = {**plain_record(val, scores, maps, "residual (Baur et al. post-processing)", "mean"),
+                         "image_size": s.image_size, **self.extra_selection()}
+        self.tuned = {**select_scoring(val, healthy_val), "image_size": s.image_size, **self.extra_selection()}
+        ctx.logger.info("%s: main row val AUROC %s, pixel AUROC %s; %s+%s selected %s map with %s aggregate by %s "
+                        "(val AUROC %s, pixel AUROC %s)", name, _fmt(self.selected["val_auroc"]),
+                        _fmt(self.selected["val_pixel_auroc"]), name, TUNED, self.tuned["map"],
+                        self.tuned["aggregate"], self.tuned["criterion"], _fmt(self.tuned["val_auroc"]),
+                        _fmt(self.tuned["val_pixel_auroc"]))
 
     def _autocast(self, training: bool) -> contextlib.AbstractContextManager:
         """CUDA: the harness policy (``amp``). CPU: bf16 for training steps when ``cpu_bf16``;
@@ -190,9 +210,19 @@ class ReconstructionMethod(Method):
             raise RuntimeError(f"{self.name}: call fit() before score() or translate()")
         return self.model
 
-    @torch.no_grad()
     def healthy_version(self, images: ImageSet) -> torch.Tensor:
-        """(N, 1, s, s) reconstructions at the model's size, on the CPU, in [0, 1]."""
+        """(N, 1, s, s) reconstructions at the model's size, on the CPU, in [0, 1]. The last two
+        ImageSets' are kept (the runner scores val and test by the main row, then by each
+        variant): the same object gets the same tensor back without running the model again."""
+        for seen, healthy in self._healthy:
+            if seen is images:
+                return healthy
+        healthy = self._reconstruct(images)
+        self._healthy = [*self._healthy[-1:], (images, healthy)]
+        return healthy
+
+    @torch.no_grad()
+    def _reconstruct(self, images: ImageSet) -> torch.Tensor:
         model = self._require_fitted().eval()
         x = images.resized(self.settings.image_size).images.float()
         out = []
@@ -203,8 +233,13 @@ class ReconstructionMethod(Method):
         return torch.cat(out) if out else x.new_zeros(x.shape)
 
     def score(self, images: ImageSet) -> ScoreOutput:
-        healthy = self.healthy_version(images)
-        scores, maps = deploy(images, healthy, self.selected)
+        scores, maps = baur_scoring(images, self.healthy_version(images))
+        return ScoreOutput(scores=scores, maps=maps.numpy())
+
+    def score_variant(self, images: ImageSet, variant: str) -> ScoreOutput:
+        if variant != TUNED:
+            raise ValueError(f"{self.name} has no variant {variant!r}; it has {TUNED!r}")
+        scores, maps = deploy(images, self.healthy_version(images), self.tuned)
         return ScoreOutput(scores=scores, maps=maps.numpy())
 
     def translate(self, images: torch.Tensor, to_domain: str) -> torch.Tensor:
@@ -218,11 +253,14 @@ class ReconstructionMethod(Method):
         n, _, h, w = images.shape
         as_set = ImageSet(images=images.float().cpu(), labels=torch.zeros(n, dtype=torch.long),
                           ids=[str(i) for i in range(n)], brain=torch.ones(images.shape, dtype=torch.bool))
-        return resize(self.healthy_version(as_set), (h, w)).clamp(0, 1)
+        return resize(self._reconstruct(as_set), (h, w)).clamp(0, 1)
 
     # ------------------------------------------------------------------ records
     def selection(self) -> dict[str, Any]:
         return dict(self.selected)
+
+    def variant_selection(self, variant: str) -> dict[str, Any]:
+        return dict(self.tuned) if variant == TUNED else {}
 
     def checkpoint(self) -> Path | None:
         return self.model_path

@@ -106,6 +106,11 @@ class Method(abc.ABC):
     Settings: ClassVar[type[MethodSettings]] = MethodSettings
     profile_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     weights: ClassVar[tuple[KnownWeights, ...]] = ()  # pretrained files it can use (never downloaded)
+    # other scorers of the same fitted model (variant suffix -> its supervision, a SUPERVISION
+    # value): the runner evaluates each as a method named f"{name}+{suffix}" (e.g. ``dae+tuned``)
+    # with its own run.json entry, rows and scores, calling score_variant; nothing is retrained
+    variants: ClassVar[Mapping[str, str]] = {}
+    variant_descriptions: ClassVar[Mapping[str, str]] = {}  # suffix -> one line for `list` and run.json
 
     def __init__(self, settings: MethodSettings | None = None) -> None:
         self.settings = settings if settings is not None else self.Settings()
@@ -128,6 +133,14 @@ class Method(abc.ABC):
     def translate(self, images: torch.Tensor, to_domain: str) -> torch.Tensor:
         """Only methods with the ``translates`` capability translate; the runner checks it."""
         raise TypeError(f"method {self.name!r} does not translate images")
+
+    def score_variant(self, images: ImageSet, variant: str) -> ScoreOutput:
+        """``score`` by the named variant's scorer (a key of ``variants``), after ``fit``."""
+        raise TypeError(f"method {self.name!r} has no variant {variant!r}")
+
+    def variant_selection(self, variant: str) -> dict[str, Any]:
+        """What the variant chose on validation, recorded in its run.json entry like ``selection``."""
+        return {}
 
     def training_curves(self) -> dict[str, list[float]]:
         return {}

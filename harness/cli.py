@@ -1,4 +1,4 @@
-"""Command line: ``python -m harness {run,list,data,report,compare,weights,grid}``.
+"""Command line: ``python -m harness {run,list,data,report,compare,weights,grid,export}``.
 
 Each sub-command imports its implementation lazily so ``--help`` and ``list`` stay fast.
 Expected failures (bad paths, unusable datasets, unknown names) print one ``error:`` line and
@@ -94,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--fetch", action="store_true", help="download missing weights (needs network)")
     weights.add_argument("--inception-weights", metavar="PATH", default=None)
     _add_grid_parser(sub)
+    export = sub.add_parser("export", help="a run's table for a paper: booktabs LaTeX, CSV or markdown, with the "
+                                           "run's own numbers")
+    export.add_argument("runs", nargs="+", metavar="RUN",
+                        help="a run folder (runs/<run_id>), or several runs of one `run --seeds` series")
+    export.add_argument("--format", default="latex", metavar="FORMAT", help="latex (default), csv or markdown")
+    export.add_argument("--table", default="headline", metavar="TABLE",
+                        help="headline (default), seeds, paired or generative")
+    export.add_argument("--out", default=None, metavar="FILE", help="write here (default: print)")
     return parser
 
 
@@ -193,6 +201,10 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         from harness.metrics.weights import weights_command
 
         return weights_command(args)
+    if args.command == "export":
+        from harness.export import export_command
+
+        return export_command(args)
     if args.command == "grid":
         from harness.grid import grid_command
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from harness.metric_info import infos_to_document, merge_infos
 from harness.metrics.paired import PairedRuns, paired_runs
-from harness.results import FLOOR_METHOD, SCHEMA_VERSION, RunData, RunReadError, atomic_write_json, read_run
+from harness.results import FLOOR_METHODS, SCHEMA_VERSION, RunData, RunReadError, atomic_write_json, read_run
 
 __all__ = ["COMPARABLE", "COMPARES_DIR", "compare_runs", "comparison", "resolve_run", "usable_rows"]
 
@@ -52,7 +52,7 @@ def usable_rows(data: RunData) -> list[dict[str, Any]]:
     """Test-split rows of methods that completed (a failed method's rows are not results), and
     not the within-run paired rows (one per other method: they are not a run-vs-run quantity)."""
     done = {m for m, info in data.methods.items() if isinstance(info, dict) and info.get("status") == "complete"}
-    done.add(FLOOR_METHOD)
+    done.update(FLOOR_METHODS)
     return [r for r in data.metrics if (r.get("split") or "test") == "test" and not r.get("other")
             and (not data.methods or r["method"] in done)]
 

@@ -38,9 +38,9 @@ from typing import Any
 from harness.atomic import atomic_copy
 from harness.config import RunConfig, resolve_method_settings
 from harness.mri_reference import cache_root, feature_method, reference_file
-from harness.registry import METHODS
+from harness.registry import METHODS, split_variant
 from harness.request import config_from_dict
-from harness.results import FLOOR_METHOD, RunFolder, atomic_write_json, utc_now
+from harness.results import FLOOR_METHODS, RunFolder, atomic_write_json, utc_now
 from harness.run_inputs import DataLayer
 from harness.metric_info import MetricInfo, infos_from_document, infos_to_document, merge_infos
 from harness.seed_inference import CEILING, FLOOR, SHARE_CI, gap_shares, seed_tests
@@ -369,12 +369,12 @@ def collect(grid_dir: Path) -> dict[str, Any]:
             if cell["split_hash"]:
                 splits.setdefault((cell["dataset"], cell["seed"]), set()).add(cell["split_hash"])
             if cell["status"] == "complete" and cell["role"] == "cell":
-                # the cell's method(s), and the shortcut floor (the same in every cell of a run) once
+                # the cell's method(s), and the shortcut floors (the same in every cell of a run) once
                 unit = (info["seed"], train_seed_of(info))
                 floor = not any((i["seed"], train_seed_of(i)) == unit for i, _ in done.get(cell["dataset"], []))
                 mine = set(cell.get("methods") or [cell["method"]])
-                rows = [r for r in folder.read_metrics()
-                        if r["method"] in mine or (floor and r["method"] == FLOOR_METHOD)]
+                rows = [r for r in folder.read_metrics()  # a cell's method brings its variants (dae+tuned)
+                        if split_variant(r["method"])[0] in mine or (floor and r["method"] in FLOOR_METHODS)]
                 done.setdefault(cell["dataset"], []).append((info, rows))
                 infos = merge_infos(infos, folder.read_metric_infos())
     grid["metrics"] = infos_to_document(infos.values())  # the runs' metric titles, digits and directions

@@ -1,4 +1,5 @@
-"""Small image filters shared by methods (gaussian smoothing of maps and SSIM windows)."""
+"""Small image filters shared by methods (gaussian smoothing of maps and SSIM windows; the median
+filter and brain-mask erosion of the reconstruction methods' post-processing)."""
 
 from __future__ import annotations
 
@@ -25,3 +26,30 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, border: str = "reflect") -> torc
         return F.conv2d(x, kernel.to(x), padding=r)
     mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
     return F.conv2d(F.pad(x, (r, r, r, r), mode=mode), kernel.to(x))
+
+
+def median_filter(x: torch.Tensor, size: int, chunk: int = 32) -> torch.Tensor:
+    """Same-size ``size`` x ``size`` median filter of (N, 1, H, W) (odd ``size``; mirrored
+    borders), in chunks of images so the unfolded windows stay small."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"median filter size must be odd and positive, got {size}")
+    if size == 1 or x.shape[0] == 0:
+        return x.clone()
+    r = size // 2
+    mode = "reflect" if min(x.shape[-2:]) > r else "replicate"
+    h, w = x.shape[-2:]
+    out = []
+    for part in x.split(chunk):
+        windows = F.unfold(F.pad(part, (r, r, r, r), mode=mode), size)  # (n, size*size, h*w)
+        out.append(windows.median(dim=1).values.view(part.shape[0], 1, h, w))
+    return torch.cat(out)
+
+
+def erode(mask: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Binary erosion of (N, 1, H, W) masks by the 4-connected cross, ``iterations`` times;
+    pixels beyond the image border count as outside (scipy's binary_erosion defaults)."""
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]])[None, None]
+    out = mask.bool()
+    for _ in range(max(0, iterations)):
+        out = F.conv2d(out.float(), cross, padding=1) > 4.5
+    return out

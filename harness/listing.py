@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from harness.config import DEFAULT_PROFILE, PROFILES
-from harness.registry import DATASETS, METHODS, METRICS, metric_suites
+from harness.registry import DATASETS, METHODS, METRICS, VARIANT_SEPARATOR, metric_suites
 from harness.settings import settings_table
 from harness.text_table import text_table
 
@@ -64,6 +64,9 @@ def _print_method(name: str) -> None:
         print(f"    paper: {cls.paper}")
     if getattr(cls, "departures", ""):
         print(f"    departs from it: {cls.departures}")
+    for suffix, supervision in getattr(cls, "variants", {}).items():  # scored from the same fit, reported apart
+        what = cls.variant_descriptions.get(suffix, "")
+        print(f"    variant {name}{VARIANT_SEPARATOR}{suffix}  [supervision: {supervision}]{': ' + what if what else ''}")
     _print_settings(name, cls.Settings, cls.profile_defaults)
 
 

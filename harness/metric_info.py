@@ -5,7 +5,8 @@ Why a module of its own, with no numpy or torch: the report (``reports/``, built
 stack) and the seed summary read these facts from a run's metrics.json (``"metrics"``: id ->
 info), while the metric suites (:mod:`harness.metrics.suite`) declare them; neither side should
 need the other's imports. Runs written before metrics.json carried infos hold only the built-in
-metrics of :data:`SCHEMA1_METRICS`, which the reading side falls back to.
+metrics of :data:`SCHEMA1_METRICS`, which the reading side falls back to; ids renamed since
+(:data:`RENAMED_METRICS`) are read under their current names.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["MetricInfo", "SCHEMA1_METRICS", "infos_from_document", "infos_to_document", "merge_infos",
-           "paired_infos", "summarised_infos"]
+__all__ = ["MetricInfo", "RENAMED_METRICS", "SCHEMA1_METRICS", "infos_from_document", "infos_to_document",
+           "merge_infos", "paired_infos", "summarised_infos"]
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,17 @@ SCHEMA1_METRICS: Mapping[str, MetricInfo] = dict([
     _info("kid", "KID", "generative", digits=4, higher_is_better=False),
     _info("is", "IS", "generative", higher_is_better=True),
     _info("target_rate", "Target rate", "generative", higher_is_better=True),
-    _info("target_rate_real", "Target rate of real images (ceiling)", "generative"),
+    _info("target_rate_reference", "Target rate of real images (reference)", "generative"),
     _info("auroc_delta", "Δ AUROC", "paired", higher_is_better=True, paired_of="auroc"),
     _info("ap_delta", "Δ AP", "paired", higher_is_better=True, paired_of="ap"),
 ])
+
+
+# Metric ids renamed since runs were first written: old id -> the current info. Readers rename
+# the old rows (harness.results) and their infos (below), so an old run reads like a new one.
+RENAMED_METRICS: Mapping[str, MetricInfo] = {
+    "target_rate_real": SCHEMA1_METRICS["target_rate_reference"],  # was called a ceiling; it is not
+}
 
 
 def infos_to_document(infos: Iterable[MetricInfo]) -> dict[str, dict[str, Any]]:
@@ -97,6 +105,9 @@ def infos_from_document(doc: Any) -> dict[str, MetricInfo]:
         return dict(SCHEMA1_METRICS)
     out = {}
     for key, value in block.items():
+        if key in RENAMED_METRICS:
+            out.setdefault(RENAMED_METRICS[key].id, RENAMED_METRICS[key])
+            continue
         try:
             info = MetricInfo.from_dict(value)
         except (TypeError, ValueError):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
@@ -18,7 +19,8 @@ T = TypeVar("T")
 
 METHOD_ENTRY_POINT_GROUP = "harness.methods"
 BUILTIN_METHOD_MODULES = ("baselines.resnet18", "baselines.intensity", "generative.cyclegan",
-                          "generative.autoencoder", "generative.dae", "generative.ddpm")
+                          "generative.autoencoder", "generative.dae", "generative.gaussian_ddpm",
+                          "generative.anoddpm", "generative.pddpm", "baselines.patchcore")
 # A built-in method that fails to import is recorded in ``METHODS.load_errors`` (and shown by
 # `list`), never skipped silently: a missing optional dependency must say which it is.
 
@@ -113,8 +115,24 @@ METHODS: Registry = Registry("method", loaders=[
 # the MRI-domain feature extractor for FID/KID (Method.feature_extractor); distributed: under
 # torchrun, fit trains on every process with DDP (FitContext.distributed).
 CAPABILITIES = frozenset({"scores", "maps", "translates", "features", "distributed"})
-# what a method learns from: labelled images and masks, image labels only, healthy images only, nothing
-SUPERVISION = ("supervised", "image_labels", "healthy_only", "none")
+# what a method learns from: labelled images and masks, image labels only, healthy images only,
+# nothing; "+val_masks": a variant that also chose its scorer with the validation lesion masks
+SUPERVISION = ("supervised", "image_labels", "healthy_only", "none", "image_labels+val_masks",
+               "healthy_only+val_masks", "none+val_masks")
+# a method's variant (Method.variants) is reported as "<method>+<suffix>", e.g. "dae+tuned"
+VARIANT_SEPARATOR = "+"
+_VARIANT_SUFFIX = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """("dae", "tuned") for "dae+tuned", ("dae", None) for "dae"."""
+    base, sep, variant = name.partition(VARIANT_SEPARATOR)
+    return (base, variant) if sep else (name, None)
+
+
+def method_variants(name: str) -> dict[str, str]:
+    """The variants of registered method ``name`` as reported names -> their supervision."""
+    return {f"{name}{VARIANT_SEPARATOR}{suffix}": sup for suffix, sup in METHODS.get(name).variants.items()}
 
 
 def _did_you_mean(value: str, valid: Iterable[str]) -> str:
@@ -138,6 +156,20 @@ def _check_method_traits(name: str, cls: object) -> None:
         hint = _did_you_mean(supervision, SUPERVISION) if isinstance(supervision, str) else ""
         raise ValueError(f"method {name!r}: unknown supervision {supervision!r}{hint}; "
                          f"valid supervision values: {', '.join(SUPERVISION)}")
+    if VARIANT_SEPARATOR in name:
+        raise ValueError(f"method {name!r}: a method name cannot contain {VARIANT_SEPARATOR!r}, which names its "
+                         f"variants (e.g. 'dae+tuned')")
+    variants = getattr(cls, "variants", {})
+    if not isinstance(variants, Mapping):
+        raise ValueError(f"method {name!r}: variants must map a suffix to its supervision, got {variants!r}")
+    for suffix, sup in variants.items():
+        if not isinstance(suffix, str) or not _VARIANT_SUFFIX.fullmatch(suffix):
+            raise ValueError(f"method {name!r}: variant suffix {suffix!r} must be lower-case letters, digits, "
+                             f"'_' or '-'")
+        if sup not in SUPERVISION:
+            hint = _did_you_mean(sup, SUPERVISION) if isinstance(sup, str) else ""
+            raise ValueError(f"method {name!r}: variant {suffix!r} has unknown supervision {sup!r}{hint}; "
+                             f"valid supervision values: {', '.join(SUPERVISION)}")
 
 
 def register_method(name: str):
@@ -158,7 +190,8 @@ def register_method(name: str):
 METRIC_ENTRY_POINT_GROUP = "harness.metrics"
 # in the order the runner runs them (and metrics.json lists their rows); plugins follow, by name
 BUILTIN_METRIC_MODULES = ("harness.metrics.detection_suite", "harness.metrics.localisation_suite",
-                          "harness.metrics.generative_suite", "harness.metrics.comparison_suite",
+                          "harness.metrics.generative_suite", "harness.metrics.fidelity_suite",
+                          "harness.metrics.comparison_suite",
                           "harness.metrics.volume_suite")
 
 

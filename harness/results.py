@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.atomic import atomic_write_bytes
 from harness.config import RunConfig
-from harness.metric_info import MetricInfo, infos_from_document, infos_to_document
+from harness.metric_info import RENAMED_METRICS, MetricInfo, infos_from_document, infos_to_document
 
 SCHEMA_VERSION = 2  # 2: metrics.json rows carry p_holm
 ROW_KEYS = ("method", "split", "domain", "metric", "feature_space", "value", "std",
@@ -35,10 +35,12 @@ SCORES_COLUMNS = ("method", "split", "id", "label", "score")
 DETECTION_CURVES = "curves/detection.json"
 STRATUM_PREFIX = "stratum:"  # domain of detection rows measured on one acquisition stratum
 FLOOR_METHOD = "shortcut-floor"  # method of the rows of the strongest input feature (the shortcut floor)
+LR_FLOOR_METHOD = "shortcut-floor-lr"  # a logistic regression over every input feature, fitted on train labels
+FLOOR_METHODS = (FLOOR_METHOD, LR_FLOOR_METHOD)  # the input-feature floors: rows of no registered method
 # The references of the paired tests, fixed before any test number is seen (never the best
 # method on test): every method is tested against each, and each reference's comparisons form
 # one family of the Holm adjustment (harness.metrics.paired).
-PAIRED_REFERENCES = ("intensity", FLOOR_METHOD)
+PAIRED_REFERENCES = ("intensity", FLOOR_METHOD, LR_FLOOR_METHOD)
 
 
 class SchemaError(ValueError):
@@ -333,7 +335,8 @@ def upgrade_run(run: dict[str, Any]) -> dict[str, Any]:
 def _current_row(row: dict[str, Any]) -> dict[str, Any]:
     """Rows written before paired rows and the honest Dice: every key present, and the old
     ``best_dice`` (an oracle, its threshold chosen on test) under its current name; the old
-    ``isc`` is ``is`` (in an MRI space it was a 2-class IS, which has no direction)."""
+    ``isc`` is ``is`` (in an MRI space it was a 2-class IS, which has no direction); other renamed
+    ids (:data:`harness.metric_info.RENAMED_METRICS`) take their current names."""
     row = {**dict.fromkeys(ROW_KEYS), **row}
     if row["metric"] == "best_dice":
         note = row.get("note")
@@ -342,6 +345,9 @@ def _current_row(row: dict[str, Any]) -> dict[str, Any]:
         old = "" if row["feature_space"] == "inception-v3" else \
             "2-class IS of the MRI classifier (no direction: replaced by target_rate); "
         row.update(metric="is", note=f"{old}{row.get('note') or ''}" or None)
+    elif row["metric"] in RENAMED_METRICS:
+        was = row["metric"]
+        row.update(metric=RENAMED_METRICS[was].id, note=f"written as {was}: {row.get('note') or ''}")
     return row
 
 

@@ -15,7 +15,7 @@ import torch
 from harness.config import RunConfig
 from harness.data.types import DataSource
 from harness.hashing import file_sha256
-from harness.registry import METHODS
+from harness.registry import METHODS, method_variants, split_variant
 from harness.results import utc_now
 from harness.run_env import capture_environment
 
@@ -29,15 +29,20 @@ def new_run_info(run_id: str, config: RunConfig, device: torch.device, argv: lis
         "run_id": run_id, "status": "running", "created": utc_now().isoformat(), "finished": None,
         **capture_environment(device, argv), "profile": config.profile.name, "seed": config.seed,
         "config": config.to_dict(), "dataset": {}, "split": {},
-        "methods": {name: method_entry(name) for name in config.methods}, "timings": {}, "notes": [],
+        "methods": {n: method_entry(n) for name in config.methods for n in (name, *method_variants(name))},
+        "timings": {}, "notes": [],
     }
 
 
 def method_entry(name: str) -> dict[str, Any]:
-    """A method's run.json entry before it ran."""
-    return {"status": "pending", "error": None, "traceback": None, "capabilities": [],
-            "supervision": METHODS.get(name).supervision, "description": "", "timings": {}, "threshold": None,
-            "aggregate": None, "checkpoint": None, "checkpoint_sha256": None}
+    """A method's run.json entry before it ran. A variant's (``dae+tuned``) has its own
+    supervision and names the method it scores with in ``variant_of``."""
+    base, variant = split_variant(name)
+    cls = METHODS.get(base)
+    entry = {"status": "pending", "error": None, "traceback": None, "capabilities": [],
+             "supervision": cls.supervision if variant is None else method_variants(base)[name], "description": "",
+             "timings": {}, "threshold": None, "aggregate": None, "checkpoint": None, "checkpoint_sha256": None}
+    return entry if variant is None else {**entry, "variant_of": base}
 
 
 def dataset_info(source: DataSource) -> dict[str, Any]:

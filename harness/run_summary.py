@@ -1,11 +1,11 @@
 """The table a finished run prints: each method's test AUROC with its CI, AP with its chance level,
-sensitivity/specificity at the validation threshold, status and time; the shortcut floor below."""
+sensitivity/specificity at the validation threshold, status and time; the shortcut floors below."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from harness.results import FLOOR_METHOD
+from harness.results import FLOOR_METHOD, LR_FLOOR_METHOD
 from harness.text_table import text_table
 
 __all__ = ["summary_table"]
@@ -20,7 +20,8 @@ def summary_table(info: dict[str, Any], rows: list[dict]) -> str:
     by = {(r["method"], r["metric"]): r for r in rows if r.get("domain") == "all" and r.get("split") == "test"}
     header = ["method", "AUROC [95% CI]", "AP (chance)", "sens/spec", "status", "time (s)"]
     lines = []
-    floor = {FLOOR_METHOD: {"status": "input feature"}} if (FLOOR_METHOD, "auroc") in by else {}
+    kinds = {FLOOR_METHOD: "input feature", LR_FLOOR_METHOD: "input features, LR"}
+    floor = {name: {"status": status} for name, status in kinds.items() if (name, "auroc") in by}
     for name, entry in {**info["methods"], **floor}.items():
         auroc = by.get((name, "auroc"), {})
         ci = (f" [{_fmt(auroc.get('ci_low'))}, {_fmt(auroc.get('ci_high'))}]"

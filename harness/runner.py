@@ -7,7 +7,9 @@ re-runs the others with ``ctx.resume=True`` so they continue from their last che
 Every method starts from ``seed_everything(training_seed)`` (the train seed, else the seed), so its
 numbers do not depend on which methods ran before it; same seed + same device -> the same scores.csv. Methods run in the
 order given (``--all``: registry order), except that translating methods run last so that
-their MRI-domain FID/KID can use the ResNet18 trained earlier in the same run.
+their MRI-domain FID/KID can use the ResNet18 trained earlier in the same run. A method's variants
+(``Method.variants``, e.g. ``dae+tuned``) are evaluated right after it from the same fit, each as a
+method of its own (:mod:`harness.variants`); a failed variant re-runs its method on ``--resume``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from harness.metric_info import MetricInfo
 from harness.metrics.curves import detection_curves
 from harness.metrics.suite import MethodEvaluation, RunEvaluation
 from harness.mri_reference import cache_root
-from harness.registry import METHODS
+from harness.registry import METHODS, method_variants
 from harness.results import SCORES_COLUMNS, RunFolder, utc_now
 from harness.run_info import (checkpoint_entry, completed_checkpoint, dataset_info, jsonable, mark_interrupted,
                               mark_stopped, method_entry, new_run_info, split_info)
@@ -43,6 +45,7 @@ from harness.run_log import expected_error, run_logger, sigterm_as_interrupt
 from harness.run_reports import eda_or_note, input_audit_or_note
 from harness.run_summary import summary_table
 from harness.training import choose_device, seed_everything
+from harness.variants import VariantView, variant_views
 
 __all__ = ["DataLayer", "Runner"]
 
@@ -96,7 +99,7 @@ class Runner:
                 if self.on_data_ready is not None:
                     self.on_data_ready(self)
                 for name in self.order():
-                    if self.info["methods"][name]["status"] != "complete":
+                    if not self._complete(name):
                         self._run_method(name)
                 self._comparisons()
             failed = [n for n, m in self.info["methods"].items() if m["status"] == "failed"]
@@ -129,7 +132,8 @@ class Runner:
             self.info.update(status="running", finished=None)
             self.info["resumed"] = [*self.info.get("resumed", []), utc_now().isoformat()]
             for name in self.config.methods:
-                self.info["methods"].setdefault(name, method_entry(name))
+                for entry_name in (name, *method_variants(name)):
+                    self.info["methods"].setdefault(entry_name, method_entry(entry_name))
             redo = {n for n, m in self.info["methods"].items() if m["status"] != "complete"}
             self.metrics = [r for r in self.folder.read_metrics() if r["method"] not in redo]
             old = self.folder.read_scores()
@@ -178,13 +182,19 @@ class Runner:
                          "/".join(str(len(s)) for s in self.sets.values()), size)
         own = partial(completed_checkpoint, self.info, self.folder.path)  # this run's own feature network first
         self.features = FeatureSpace(self.config, self.sets, self.split_hash, self.device, own,
-                                     self.info["notes"], self.logger.getChild("mri-reference"), self.progress)
+                                     self.info["notes"], self.logger.getChild("mri-reference"), self.progress,
+                                     test_groups=[self.groups[i] for i in self.sets["test"].ids])
         self._save_run()
 
     def order(self) -> list[str]:
         """The run's methods, translating ones last so that their MRI feature space can use this
         run's feature method."""
         return sorted(self.config.methods, key=lambda n: "translates" in METHODS.get(n).capabilities)
+
+    def _complete(self, name: str) -> bool:
+        """Method ``name`` and each of its variants completed (a failed variant re-runs its method,
+        from its checkpoint)."""
+        return all(self.info["methods"][n]["status"] == "complete" for n in (name, *method_variants(name)))
 
     # -------------------------------------------------------------- one method
     def _run_method(self, name: str) -> None:
@@ -200,8 +210,12 @@ class Runner:
             self.logger.error("%s failed: %s", name, exc, exc_info=True)
             if trains_distributed(name) and "fit" not in entry["timings"]:
                 raise  # the other ranks are inside this fit's collectives: end the torchrun job
-            self.metrics = [r for r in self.metrics if r["method"] != name]
-            self.scores = self.scores[self.scores["method"] != name].reset_index(drop=True)
+            for variant in method_variants(name):
+                self.info["methods"][variant].update(status="failed", error=f"not evaluated: {name} failed",
+                                                     traceback=None)
+            gone = {name, *method_variants(name)}
+            self.metrics = [r for r in self.metrics if r["method"] not in gone]
+            self.scores = self.scores[~self.scores["method"].isin(gone)].reset_index(drop=True)
             self._save_results()
         else:
             entry["status"] = "complete"
@@ -209,8 +223,9 @@ class Runner:
         self._save_run()
 
     def _fit_and_evaluate(self, name: str, entry: dict[str, Any], resume: bool) -> None:
+        """Fit method ``name``, evaluate it, then evaluate each of its variants from the same fit."""
         cfg, timings = self.config, entry["timings"]
-        train, val, test = self.sets["train"], self.sets["val"], self.sets["test"]
+        train, val = self.sets["train"], self.sets["val"]
         method, ctx = build_method(name, cfg.method_settings[name], device=self.device, seed=cfg.training_seed,
                                    profile=cfg.profile.name, output_dir=self.folder.method_dir(name),
                                    logger=self.logger.getChild(name), resume=resume, progress=self.progress,
@@ -225,7 +240,34 @@ class Runner:
         t = time.perf_counter()
         method.fit(train, val, ctx)
         timings["fit"] = round(time.perf_counter() - t, 3)
+        self._evaluate(name, method, entry)
+        for view in variant_views(method):
+            self._run_variant(view)
 
+    def _run_variant(self, view: VariantView) -> None:
+        """Evaluate a fitted method's variant as a method of its own; its failure is its own
+        (recorded in its entry) and leaves the method's rows in place."""
+        entry = self.info["methods"].setdefault(view.name, method_entry(view.name))
+        entry.update(status="running", error=None, traceback=None, timings={}, variant_of=view.base.name,
+                     capabilities=sorted(view.capabilities), supervision=view.supervision,
+                     description=view.description)
+        try:
+            self._evaluate(view.name, view, entry)
+        except Exception as exc:
+            entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+            self.logger.error("%s failed: %s", view.name, exc, exc_info=True)
+            self.metrics = [r for r in self.metrics if r["method"] != view.name]
+            self.scores = self.scores[self.scores["method"] != view.name].reset_index(drop=True)
+            self._save_results()
+        else:
+            entry["status"] = "complete"
+            self.logger.info("%s complete in %.1f s", view.name, sum(v or 0 for v in entry["timings"].values()))
+        self._save_run()
+
+    def _evaluate(self, name: str, method: Method, entry: dict[str, Any]) -> None:
+        """Score val and test with a fitted method (or variant), run its metric suites, and write
+        its rows, scores, examples, curves and run.json facts."""
+        timings, val, test = entry["timings"], self.sets["val"], self.sets["test"]
         t = time.perf_counter()
         val_out, test_out = method.score(val), method.score(test)
         check_output(name, "val", val, val_out)
@@ -261,8 +303,8 @@ class Runner:
         rows = evaluate_run(RunEvaluation(
             scores=self.scores, val=self.sets["val"], test=self.sets["test"], subjects=self.subjects,
             positions=self.positions, strata=self.strata, settings=self.config.profile.metrics, seed=self.config.seed,
-            logger=self.logger))
-        self.metrics = [r for r in self.metrics if not is_run_row(r, self.config.methods)] + rows
+            logger=self.logger, train=self.sets["train"]))
+        self.metrics = [r for r in self.metrics if not is_run_row(r, self.info["methods"])] + rows
         self.info["notes"] = list(dict.fromkeys([*self.info["notes"], *suite_load_notes()]))
         self._save_results()
 
@@ -277,7 +319,9 @@ class Runner:
             strata=[self.strata.get(i, "") for i in test.ids], groups=groups, settings=cfg.profile.metrics,
             seed=cfg.seed, translations=LazyTranslations(method, test, groups), device=self.device,
             working_size=type(method).working_size(method.settings), inception_weights=cfg.inception_weights,
-            mri_extractor=self.features.extractor, cache_dir=cache_root(), logger=self.logger.getChild(name),
+            mri_extractor=self.features.extractor, realism_space=self.features.realism,
+            translate=method.translate if "translates" in method.capabilities else None,
+            cache_dir=cache_root(), logger=self.logger.getChild(name),
             val_subjects=[self.subjects[i] for i in self.sets["val"].ids],
             val_strata=[self.strata.get(i, "") for i in self.sets["val"].ids],
             label_rule=label_rule(self.inputs.source))

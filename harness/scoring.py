@@ -2,13 +2,34 @@
 
 A method hands over images x (an :class:`~harness.api.ImageSet` at the run's resolution) and
 their healthy version x_h (its reconstruction or translation, at the size the model works at);
-this module turns the pair into anomaly maps and image scores, and picks the map and aggregate
-on validation. Selection and deployment run **one** code path, :func:`deployed_maps`: maps
-are made at x_h's size, upsampled to the ImageSet's size, and zeroed outside the ImageSet's own
-brain mask; scores aggregate those maps over that same mask. So the validation AUROC that
-:func:`select_scoring` records is exactly the AUROC of :func:`deploy` on validation.
+this module turns the pair into anomaly maps and image scores. It offers two scorers, so that a
+method's main row is the one its paper describes and the tuning stays visible as a variant:
 
-Maps (each >= 0 and zero outside the brain, so skull and background never score):
+**The paper's plain map (each method's main row; nothing chosen on validation).**
+
+- :func:`baur_scoring`, for reconstruction methods (autoencoder, dae, the diffusion models):
+  the residual with the standard post-processing of Baur et al. (Medical Image Analysis 2021,
+  "Autoencoders for unsupervised anomaly segmentation in brain MR images: a comparative study"),
+  as Behrendt et al.'s public evaluation code (pDDPM, MIDL 2023) applies it: only positive
+  residuals max(x - x_h, 0) where the image's sequence shows lesions bright (FLAIR, T2:
+  :data:`BRIGHT_LESION_SEQUENCES`; every other or unknown sequence keeps |x - x_h|, since a
+  T1 post-contrast tumour has a dark core and a bright rim), a 5 x 5 median filter at the model's
+  size, then the brain mask eroded width/25 times (4-connected) at the images' size. The image
+  score is the **mean** of that map over the brain, Behrendt et al.'s slice score for
+  reconstruction methods (``AnomalyScoreReco``), also MedIAnomaly's (Cai et al. 2024).
+- :func:`fixed_point_scoring`, for translation to healthy (CycleGAN): the difference map
+  |x_h - x| inside the brain and the image score its **maximum**, as Fixed-Point GAN
+  (Siddiquee et al., ICCV 2019) scores detection.
+
+**The tuned selection (a method's ``+tuned`` variant, supervision ``...+val_masks``).**
+:func:`select_scoring` picks one of 5 maps x 4 aggregates on the validation split: the map by
+pixel AUROC against the validation lesion masks when they exist (a map must point at the
+lesion), else by image AUROC; then the aggregate by image AUROC. Selection and deployment run
+**one** code path, :func:`deployed_maps`: maps are made at x_h's size, upsampled to the
+ImageSet's size, and zeroed outside the ImageSet's own brain mask; scores aggregate those maps
+over that same mask. So the validation AUROC that :func:`select_scoring` records is exactly the
+AUROC of :func:`deploy` on validation. No paper uses these maps as they stand; they are the
+harness's own search:
 
 - ``residual``: |x - x_h| (any intensity change), ``ssim``: 1 - local SSIM(x, x_h)
   (structural change, gaussian window); both lightly smoothed.
@@ -20,9 +41,8 @@ Maps (each >= 0 and zero outside the brain, so skull and background never score)
   (gaussian sigma = size / 32): a blurry model leaves zero-mean, sign-alternating
   high-frequency residuals that cancel, while a lesion leaves a coherent-sign residual.
 
-An image's score is a named aggregate of its map over brain pixels. :func:`select_scoring`
-picks the map by validation pixel AUROC when lesion masks exist (a map must point at the
-lesion), else by image AUROC.
+An image's score is a named aggregate of its map over brain pixels; every map is >= 0 and zero
+outside the brain, so skull and background never score.
 """
 
 from __future__ import annotations
@@ -37,12 +57,13 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from harness.data.types import ImageSet
-from harness.imaging import blur, gaussian_kernel
+from harness.imaging import blur, erode, gaussian_kernel, median_filter
 
 __all__ = [
     "MAP_KINDS", "SIGNED_KINDS", "AGGREGATES", "FALLBACK", "local_ssim", "gain_offset", "matched_residual",
     "SIGNED_SIGMA_PER_PX", "default_sigma", "anomaly_map", "aggregate", "pixel_auroc", "deployed_maps", "deploy", "select_scoring",
-    "select_from_maps", "resize",
+    "select_from_maps", "resize", "BRIGHT_LESION_SEQUENCES", "MEDIAN_SIZE", "EROSION_DIVISOR", "TUNED",
+    "residual_modes", "baur_maps", "baur_scoring", "fixed_point_scoring", "plain_record",
 ]
 
 MAP_KINDS = ("residual", "ssim", "matched", "brighter", "darker")
@@ -55,6 +76,12 @@ _TOP_FRACTION = {"top1": 0.01, "top5": 0.05}
 # 1/16 (validation pixel AUROC 0.644 / 0.661 / 0.660 / 0.634 for 0 / 1 / 2 / 4 px; docs/protocol.md)
 SIGNED_SIGMA_PER_PX = 1 / 32
 _MIN_VARIANCE = 1e-10
+
+# The paper's plain map (Baur et al. 2021's post-processing, as in Behrendt et al.'s code)
+BRIGHT_LESION_SEQUENCES = frozenset({"flair", "t2"})  # lesions hyperintense: positive residuals only
+MEDIAN_SIZE = 5  # median filter of the residual, px at the model's size (Baur et al.: K = 5)
+EROSION_DIVISOR = 25  # the brain mask is eroded width // 25 times (Behrendt et al.'s code)
+TUNED = "tuned"  # the variant that selects map and aggregate on validation (select_scoring)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -263,3 +290,63 @@ def select_from_maps(maps: dict[str, torch.Tensor], brain: torch.Tensor, labels:
         criterion = "pixel AUROC (map) + image AUROC (aggregate)"
     return {"map": kind, "aggregate": agg, "val_auroc": table[pair],
             "val_pixel_auroc": table.get(f"{kind}/pixel"), "criterion": criterion, "table": table}
+
+
+# ---------------------------------------------------------------- the paper's plain maps
+
+def residual_modes(images: ImageSet) -> list[str]:
+    """Per image, ``positive`` (max(x - x_h, 0)) where its sequence shows lesions bright
+    (:data:`BRIGHT_LESION_SEQUENCES`), else ``absolute`` (|x - x_h|: unknown or T1-like)."""
+    return ["positive" if seq in BRIGHT_LESION_SEQUENCES else "absolute" for seq in images.sequences()]
+
+
+def _check_healthy(images: ImageSet, healthy: torch.Tensor) -> None:
+    if healthy.ndim != 4 or healthy.shape[0] != len(images) or healthy.shape[1] != 1:
+        raise ValueError(f"healthy images must be (N={len(images)}, 1, s, s), got {tuple(healthy.shape)}")
+
+
+def baur_maps(images: ImageSet, healthy: torch.Tensor) -> torch.Tensor:
+    """(N, H, W) post-processed residuals (module docstring): residual (positive or absolute by
+    sequence) and its median filter at ``healthy``'s size, upsampled to the ImageSet's size, times
+    its brain mask eroded ``width // EROSION_DIVISOR`` times."""
+    _check_healthy(images, healthy)
+    small = images.resized(int(healthy.shape[-1])).images.float()
+    d = small - healthy.float().cpu()
+    positive = torch.tensor([m == "positive" for m in residual_modes(images)], dtype=torch.bool)
+    residual = torch.where(positive[:, None, None, None], d.clamp(min=0.0), d.abs())
+    filtered = median_filter(residual, MEDIAN_SIZE)
+    full = tuple(images.images.shape[-2:])
+    eroded = erode(images.brain, full[-1] // EROSION_DIVISOR)
+    return (resize(filtered, full).clamp(min=0) * eroded.to(filtered.dtype)).squeeze(1)
+
+
+def baur_scoring(images: ImageSet, healthy: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """A reconstruction method's main row: image scores (N,), the mean of :func:`baur_maps` over
+    the brain mask, and those maps (N, H, W)."""
+    maps = baur_maps(images, healthy)
+    return aggregate(maps, images.brain, "mean"), maps
+
+
+def fixed_point_scoring(images: ImageSet, healthy: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """A translating method's main row (Fixed-Point GAN): the difference map |x - x_h| made at
+    ``healthy``'s size, upsampled to the ImageSet's size and zeroed outside its brain mask, and
+    the image score its maximum over the brain."""
+    _check_healthy(images, healthy)
+    small = images.resized(int(healthy.shape[-1])).images.float()
+    diff = resize((small - healthy.float().cpu()).abs(), tuple(images.images.shape[-2:])).clamp(min=0)
+    maps = (diff * images.brain.to(diff.dtype)).squeeze(1)
+    return aggregate(maps, images.brain, "max"), maps
+
+
+def plain_record(val: ImageSet, scores: np.ndarray, maps: torch.Tensor, map_name: str,
+                 aggregate_name: str) -> dict[str, Any]:
+    """What run.json records of a main-row scorer on validation: its map and aggregate and, for
+    information only (nothing is chosen from them), its validation image and pixel AUROC."""
+    y = val.labels.cpu().numpy().astype(int)
+    auroc = float(roc_auc_score(y, scores)) if len(np.unique(y)) == 2 else None
+    pixel = None
+    if val.masks is not None:
+        pixel = pixel_auroc(maps, val.masks, val.brain, _pixel_subsample(val.brain))
+    return {"map": map_name, "aggregate": aggregate_name,
+            "criterion": "none: the paper's map and aggregate, nothing chosen on validation",
+            "val_auroc": auroc, "val_pixel_auroc": pixel}

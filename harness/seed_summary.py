@@ -34,7 +34,7 @@ from itertools import combinations
 from typing import Any
 
 from harness.metric_info import MetricInfo, paired_infos, summarised_infos
-from harness.results import PAIRED_REFERENCES
+from harness.results import FLOOR_METHODS, PAIRED_REFERENCES
 
 __all__ = ["SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
            "format_spread", "train_seed_of"]
@@ -167,7 +167,8 @@ def paired_spread(group: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     the seeds both methods have: the same split, so the same test images. A pair with a reference
     is the method minus the reference (of two references, the intensity floor minus the shortcut
     floor); the other pairs, exploratory, put the winner first (its mean >= 0, or <= 0 for a
-    metric where lower is better). References first, then the exploratory pairs."""
+    metric where lower is better). The two shortcut floors are never paired with each other:
+    neither is a method. References first, then the exploratory pairs."""
     paired = paired_infos(infos)
     found = _values(group, {i.paired_of for i in paired})
     rank = {name: k for k, name in enumerate(PAIRED_REFERENCES)}
@@ -176,6 +177,8 @@ def paired_spread(group: list[tuple[dict[str, Any], list[dict[str, Any]]]],
         better = -1.0 if info.higher_is_better is False else 1.0
         methods = sorted(m for m, metric in found if metric == info.paired_of)
         for a, b in combinations(methods, 2):
+            if a in FLOOR_METHODS and b in FLOOR_METHODS:
+                continue
             va, vb = found[a, info.paired_of], found[b, info.paired_of]
             seeds = tuple(s for s in sorted(va) if s in vb)
             if not seeds:

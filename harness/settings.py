@@ -46,6 +46,10 @@ def _explain(section: str, model: type[BaseModel], exc: ValidationError) -> str:
             hint = f"; did you mean {section}.{close[0]}?" if close else ""
             problems.append(f"unknown setting {section}.{key}{hint} (valid keys: {valid})")
             continue
+        if err["type"] == "value_error":  # a validator's own sentence (paths, hashes): keep it as written
+            where = f"{section}.{key}" if err["loc"] else section
+            problems.append(f"{where}: {err['ctx']['error']}")
+            continue
         field = fields.get(str(err["loc"][0])) if err["loc"] else None
         expected = _type_name(field.annotation) if field is not None else "a valid value"
         problems.append(f"{section}.{key}={err.get('input')!r}: {err['msg'].lower()} "

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["MyST", "escape_text", "fence", "slug"]
+__all__ = ["MyST", "escape_note", "escape_text", "fence", "slug"]
 
 # Escaped wherever they occur: inline syntax of CommonMark/GFM tables (`|`), MyST roles (`{}`),
 # math (`$`), HTML (`<>`, `&` entities). Escaped only as the first visible character (all text is
@@ -37,6 +37,23 @@ def escape_text(value: object) -> MyST:
     if text[:1] in _LEADING and text:
         text = "\\" + text
     return MyST(text)
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_TOKEN = re.compile("\ue000(\\d+)\ue001")
+
+
+def escape_note(value: object) -> MyST:
+    """:func:`escape_text`, except that a note's `backticked` spans (commands to run, flags) show as
+    inline code: a code span shows its content literally, so nothing in it needs escaping."""
+    spans: list[str] = []
+
+    def hold(match: re.Match[str]) -> str:
+        spans.append(match.group(1))
+        return f"\ue000{len(spans) - 1}\ue001"
+
+    text = escape_text(_CODE.sub(hold, str(value).replace("\ue000", "")))
+    return MyST(_TOKEN.sub(lambda m: f"`{spans[int(m.group(1))]}`", text))
 
 
 def fence(text: object, language: str = "text") -> MyST:

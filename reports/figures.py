@@ -6,7 +6,8 @@ here: ROC and PR curves are drawn from the points the run stored (``curves/detec
 (no pyplot global state, no display needed) and saved atomically without timestamps, so a
 re-render gives the same bytes.
 Text from users (image ids) is drawn with ``parse_math=False`` so a ``$`` in a file name is
-shown, not parsed as mathtext.
+shown, not parsed as mathtext. The forest plot and the ROC and PR curves, a paper's figures, are
+also written as vector PDF and SVG beside their PNG (same name); the rest stay PNG.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -33,11 +34,19 @@ GRID_COLUMNS = (("real", "real"), ("translated", "translated"), ("map", "residua
                 ("mask", "ground-truth mask"))
 
 
-def _save(fig: Figure, path: Path) -> Path:
+# format -> savefig metadata that would differ between renders (dates, versions): left out
+_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None, "Creator": None},
+             "svg": {"Date": None, "Creator": None}}
+
+
+def _save(fig: Figure, path: Path, vector: bool = False) -> Path:
+    """Write ``path`` (PNG) and, with ``vector``, the PDF and SVG beside it; returns the PNG."""
     FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None}, bbox_inches="tight")
-    atomic_write_bytes(path, buffer.getvalue())
+    for fmt in ("png", "pdf", "svg") if vector else ("png",):
+        buffer = io.BytesIO()
+        with rc_context({"svg.hashsalt": "harness", "pdf.fonttype": 42}):  # stable SVG ids; TrueType, not Type 3
+            fig.savefig(buffer, format=fmt, dpi=DPI, metadata=_METADATA[fmt], bbox_inches="tight")
+        atomic_write_bytes(path.with_suffix(f".{fmt}"), buffer.getvalue())
     return path
 
 
@@ -97,8 +106,8 @@ def detection_curves(methods: Mapping[str, Any], roc_path: Path, pr_path: Path) 
         ax.grid(alpha=0.3)
         for text in ax.legend(loc="lower right" if ax is ax_roc else "lower left", fontsize=8).get_texts():
             text.set_parse_math(False)
-    _save(roc_fig, roc_path)
-    _save(pr_fig, pr_path)
+    _save(roc_fig, roc_path, vector=True)
+    _save(pr_fig, pr_path, vector=True)
     return notes
 
 
@@ -179,7 +188,7 @@ def forest_plot(methods: Sequence[Interval], deltas: Sequence[Interval], path: P
     for i, (rows, reference, ref_label, xlabel) in enumerate(panels):
         _forest_panel(fig.add_subplot(1, len(panels), i + 1), rows, reference, ref_label, xlabel)
     fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, vector=True)
 
 
 def _column_image(kind: str, image: np.ndarray, top: float) -> tuple[np.ndarray, dict]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.metric_info import MetricInfo, infos_from_document, summarised_infos
-from harness.results import FLOOR_METHOD
+from harness.results import FLOOR_METHODS
 from harness.seed_summary import PairedSpread, SeedSpread, format_spread
 from reports.escape import MyST, escape_text, slug
 from reports.run_page import method_label
@@ -264,7 +264,7 @@ def _method_table(grid: Grid, dataset: str, pages: set[str]) -> MyST:
     cells = {(c.method, c.seed): c for c in grid.cells
              if c.dataset == dataset and c.role == "cell" and c.train_seed is None}
     names = list(dict.fromkeys([*grid.methods, *(m for m, _ in spreads)]))
-    names = [n for n in names if n != FLOOR_METHOD] + [n for n in names if n == FLOOR_METHOD]
+    names = [n for n in names if n not in FLOOR_METHODS] + [n for n in FLOOR_METHODS if n in names]
     rows = []
     for name in names:
         row: list[Any] = [method_label(name)]

@@ -20,20 +20,19 @@ from typing import Any
 import jinja2
 
 from harness.atomic import atomic_write_bytes
-from harness.metric_info import merge_infos
+from harness.metric_info import MetricInfo, merge_infos
 from harness.seed_summary import SeedSpread, format_spread, seed_groups, spread
 from reports.escape import MyST, escape_text, slug
 from reports.grids import Grid, grid_sections, read_grids
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
 from reports.run_page import method_label, ordered_methods, run_context, supervision_label
 from reports.run_state import run_state
-from reports.tables import MetricIndex, fmt_compact, md_table, short_hash
+from reports.tables import DASH, MetricIndex, fmt, fmt_compact, info_of, is_number, md_table, short_hash
 
 __all__ = ["report_command", "render_all", "RenderSummary", "ensure_index", "ensure_placeholder", "environment", "write_if_changed",
            "STAMP_PREFIX"]
 
 STAMP_PREFIX = "% report-stamp: "
-HEADLINE_SPACE = "mri-resnet18"
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -148,21 +147,53 @@ def _auroc_board(runs: list[RunData]) -> MyST | None:
     return md_table(["Method", "Supervision"] + [_run_link(d) for d in shown], rows)
 
 
-def _fid_board(runs: list[RunData]) -> MyST | None:
-    """(method, domain translated into) x runs that measured it: the MRI-space FID."""
+_RELATIVE = "_relative"  # a distance "X" whose run also wrote "X_reference" and "X_relative"
+
+
+def _distance_boards(runs: list[RunData]) -> tuple[list[dict[str, Any]], list[MyST]]:
+    """Per distance with a relative form (FID, FRD, ... as the runs wrote them) and per feature
+    space, (method, domain translated into) x runs: the relative distance (1 = as far as real
+    images of other subjects), with the raw distance and its real-vs-real reference beside it, so
+    raw numbers are never compared alone. A space where no run has a value is one line."""
     indexes = {d.run_id: MetricIndex(d.metrics) for d in runs}
-    shown = [d for d in runs if any(k[3] == "fid" and k[4] == HEADLINE_SPACE for k in indexes[d.run_id].rows)]
-    shown = shown[:MAX_RUN_COLUMNS]
-    keys = list(dict.fromkeys((k[0], k[2]) for d in shown for k in indexes[d.run_id].rows
-                              if k[3] == "fid" and k[4] == HEADLINE_SPACE))
-    if not keys:
-        return None
-    order = {"tumor": 0, "no_tumor": 1}
-    keys.sort(key=lambda k: (k[0], order.get(k[1], 2), k[1]))
-    rows = [[method_label(m), escape_text(d.replace("_", " "))]
-            + ["failed" if _failed(r, m) else fmt_compact(indexes[r.run_id].get(m, "fid", d, HEADLINE_SPACE), 2)
-               for r in shown] for m, d in keys]
-    return md_table(["Method", "Into"] + [_run_link(d) for d in shown], rows)
+    infos = merge_infos(*(d.infos for d in runs))
+    spaces: dict[tuple[str, str], list[RunData]] = {}  # (distance, space) -> runs that wrote it
+    for data in runs:
+        for key in indexes[data.run_id].rows:
+            if key[3].endswith(_RELATIVE) and key[4]:
+                shown = spaces.setdefault((key[3][:-len(_RELATIVE)], key[4]), [])
+                if data not in shown:
+                    shown.append(data)
+    boards, empty = [], []
+    for (base, space), shown in spaces.items():
+        shown = shown[:MAX_RUN_COLUMNS]
+        found = [(d, k) for d in shown for k in indexes[d.run_id].rows
+                 if k[4] == space and k[3] in (base, base + _RELATIVE)]
+        if not any(is_number(indexes[d.run_id].rows[k].get("value")) for d, k in found):
+            empty.append(MyST(f"{escape_text(info_of(infos, base).title)}, {escape_text(space)} features: no value "
+                              "in any run shown (each run page says why)"))
+            continue
+        names = list(dict.fromkeys(n for d in shown for n in ordered_methods(d, indexes[d.run_id])))
+        order = {"tumor": 0, "no_tumor": 1}
+        pairs = sorted(dict.fromkeys((k[0], k[2]) for _, k in found),
+                       key=lambda p: (names.index(p[0]) if p[0] in names else len(names), order.get(p[1], 2), p[1]))
+        rows = [[method_label(m), escape_text(d.replace("_", " "))]
+                + ["failed" if _failed(r, m) else _relative_cell(indexes[r.run_id], infos, base, m, d, space)
+                   for r in shown] for m, d in pairs]
+        boards.append({"title": escape_text(f"{info_of(infos, base + _RELATIVE).title}, {space} features"),
+                       "table": md_table(["Method", "Into"] + [_run_link(d) for d in shown], rows)})
+    return boards, empty
+
+
+def _relative_cell(index: MetricIndex, infos: dict[str, MetricInfo], base: str, method: str, domain: str,
+                   space: str) -> MyST:
+    """``relative [raw · ref reference]``: the relative distance, then the raw one and its reference."""
+    raw, ref, rel = (index.get(method, metric, domain, space) for metric in (base, base + "_reference", base + _RELATIVE))
+    if raw is None and rel is None:
+        return DASH
+    digits = info_of(infos, base).digits
+    beside = f"{info_of(infos, base).title} {fmt((raw or {}).get('value'), digits)} · ref {fmt((ref or {}).get('value'), digits)}"
+    return MyST(f"{fmt((rel or {}).get('value'), info_of(infos, base + _RELATIVE).digits)} [{beside}]{{.ci}}")
 
 
 def _unfinished(runs: list[RunData]) -> list[dict[str, MyST]]:
@@ -218,9 +249,10 @@ def ensure_index(out: Path, runs: list[RunData] | None = None,
                       and not p.stem.startswith("compare-") and page_stamp(p) is not None), reverse=True)
     compares = sorted(p.stem for p in out.glob("compare-*.md"))
     with_results = [d for d in runs if run_state(d).has_results]
+    distances, no_distances = _distance_boards(with_results)
     text = environment().get_template("index.md.j2").render(
         any_runs=bool(runs), runs_table=_runs_table(with_results) if with_results else None,
-        auroc=_auroc_board(with_results), fid=_fid_board(with_results),
+        auroc=_auroc_board(with_results), distances=distances, no_distances=no_distances,
         more_runs=max(0, len(with_results) - MAX_RUN_COLUMNS), seed_tables=_seed_tables(runs),
         unfinished=_unfinished(runs), pages=[slug(d.run_id) for d in runs],
         grids=grid_sections(grids or [], {d.run_id for d in runs}),

@@ -1,8 +1,10 @@
 """One run -> the context of its page (tables as markdown), its figures and downloads on disk.
 
 The page reads results first: a headline table (each method's AUROC, AP, pixel AUROC and Dice
-with CIs, in compact cells) and a forest plot, then the detail tables and figures, then what ran
-and the dataset. Methods keep the run's order everywhere and the paired tables subtract the
+with CIs, in compact cells; the methods and the shortcut floors), the variants' table (each
+``<method>+<suffix>`` beside its method's values: a variant scores the same model another way,
+e.g. with a map chosen on validation lesion masks, so it is no headline row) and a forest plot of
+the headline rows, then the detail tables and figures, then what ran and the dataset. Methods keep the run's order everywhere and the paired tables subtract the
 references fixed in advance (``PAIRED_REFERENCES``): a page that sorted or picked a "best" by its
 test numbers would test the winner of a selection made on the same data. Titles, digits and
 directions come from the run's metric infos (metrics.json ``metrics``); a metric family the
@@ -15,17 +17,19 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.metric_info import MetricInfo, paired_infos
-from harness.results import FLOOR_METHOD, PAIRED_REFERENCES, ROW_KEYS, STRATUM_PREFIX
+from harness.registry import split_variant
+from harness.results import FLOOR_METHOD, FLOOR_METHODS, LR_FLOOR_METHOD, PAIRED_REFERENCES, ROW_KEYS, STRATUM_PREFIX
 from reports import figures
 from reports.eda_section import eda_sections
-from reports.escape import MyST, escape_text, fence, slug
+from reports.escape import MyST, escape_note, escape_text, fence, slug
+from reports.footnotes import NotedTable, clauses, footnoted
 from reports.grid_cases import distinct_subject_rows
 from reports.reader import RunData
 from reports.run_state import run_state
@@ -33,14 +37,13 @@ from reports.tables import (DASH, SUPERVISION, MetricIndex, fmt, fmt_compact, fm
                             md_table, short_hash)
 
 __all__ = ["SHOWS_RESULTS", "run_context", "identity_rows", "metrics_csv", "method_label", "ordered_methods",
-           "supervision_label"]
+           "supervision_label", "variant_of"]
 
 SHOWS_RESULTS = ("complete", "failed")  # "failed": some method failed; the others have results
 _AT_THRESHOLD = ("sensitivity", "specificity", "balanced_accuracy")
 _BOOTSTRAP_UNITS = {"subject": "whole subjects (slices of one subject are not independent)",
                     "image": "images (the dataset names no subjects)"}
 DOMAINS = {"tumor": "Tumor", "no_tumor": "No tumor"}
-FEATURE_SPACES = ("mri-resnet18", "inception-v3")
 # The metrics the page's own tables lay out (headline, threshold, strata; paired differences have
 # theirs, rows with a feature space the generative tables). Any other metric the run describes
 # gets a table of its family; one it does not describe goes to "Other metrics": nothing is dropped.
@@ -50,16 +53,32 @@ _ARROWS = {True: " ↑", False: " ↓", None: ""}
 
 
 def method_label(name: str) -> MyST:
-    """A method's name as the tables show it (the shortcut floor is not a method: in italics)."""
+    """A method's name as the tables show it (the shortcut floors are not methods: in italics; a
+    variant, ``<method>+<suffix>``, says so wherever it shares a table with the methods)."""
     if name == FLOOR_METHOD:
         return MyST("*shortcut floor*")
+    if name == LR_FLOOR_METHOD:
+        return MyST("*shortcut floor (LR)*")
+    if split_variant(name)[1]:
+        return MyST(f"**{escape_text(name)}** *(variant)*")
     return MyST(f"**{escape_text(name)}**")
 
 
+def variant_of(data: RunData, name: str) -> str | None:
+    """The method whose fitted model variant ``name`` scores (run.json ``variant_of``; else the
+    part of the name before ``+``, which no method name contains); None for a method or a floor."""
+    info = data.methods.get(name)
+    base = info.get("variant_of") if isinstance(info, dict) else None
+    if isinstance(base, str) and base:
+        return base
+    base, suffix = split_variant(name)
+    return base if suffix else None
+
+
 def ordered_methods(data: RunData, index: MetricIndex) -> list[str]:
-    """The run's methods in run.json order, then any others with rows, the shortcut floor last."""
+    """The run's methods in run.json order, then any others with rows, the shortcut floors last."""
     names = list(dict.fromkeys([*data.methods, *index.methods()]))
-    return [n for n in names if n != FLOOR_METHOD] + [n for n in names if n == FLOOR_METHOD]
+    return [n for n in names if n not in FLOOR_METHODS] + [n for n in FLOOR_METHODS if n in names]
 
 
 def supervision_label(data: RunData, name: str) -> str | None:
@@ -68,6 +87,8 @@ def supervision_label(data: RunData, name: str) -> str | None:
     value = info.get("supervision") if isinstance(info, dict) else None
     if name == FLOOR_METHOD:
         return "image labels"  # one input feature and a direction, chosen on labelled validation images
+    if name == LR_FLOOR_METHOD:
+        return "image labels (train)"  # a logistic regression fitted on the train split's labels
     return SUPERVISION.get(str(value), str(value)) if value else None
 
 
@@ -164,48 +185,104 @@ def _chance(data: RunData, index: MetricIndex, names: list[str]) -> tuple[str, d
     return title, levels
 
 
-def _headline(data: RunData, index: MetricIndex, names: list[str]) -> MyST | None:
-    """Method | Supervision | AUROC | AP | Pixel AUROC | Dice: the numbers a reader came for."""
+def _with_status(data: RunData, name: str, label: MyST) -> MyST:
+    """``label``, followed by the method's status where it did not complete."""
+    info = data.methods.get(name)
+    status = info.get("status") if isinstance(info, dict) else None
+    return label if status in (None, "complete", "input feature") else MyST(f"{label} ({escape_text(status)})")
+
+
+def _pixel_columns(data: RunData, index: MetricIndex) -> list[tuple[str, str]]:
+    """(metric, title) of the pixel columns the run has: pixel AUROC, then Dice (the validation
+    threshold's; an older run's best_dice is read as dice_oracle, harness.results)."""
+    columns = [("pixel_auroc", info_of(data.infos, "pixel_auroc").title)] if index.has("pixel_auroc") else []
+    dice = next((m for m in ("dice", "dice_oracle") if index.has(m)), None)
+    return columns + ([(dice, info_of(data.infos, dice).title)] if dice else [])
+
+
+def _headline(data: RunData, index: MetricIndex, names: list[str]) -> NotedTable | None:
+    """Method | Supervision | AUROC | AP | Pixel AUROC | Dice of the methods and the floors: the
+    numbers a reader came for (the variants have their own table, :func:`_variants_table`)."""
     if not names:
         return None
     ap_title, per_cell_chance = _chance(data, index, names)
-    columns: list[tuple[str, str]] = [("auroc", info_of(data.infos, "auroc").title), ("ap", ap_title)]
-    if index.has("pixel_auroc"):
-        columns.append(("pixel_auroc", info_of(data.infos, "pixel_auroc").title))
-    if index.has("dice"):
-        columns.append(("dice", info_of(data.infos, "dice").title))
-    elif index.has("dice_oracle"):  # older runs' best_dice is read as dice_oracle (harness.results)
-        columns.append(("dice_oracle", info_of(data.infos, "dice_oracle").title))
-    rows = []
+    columns = [("auroc", info_of(data.infos, "auroc").title), ("ap", ap_title), *_pixel_columns(data, index)]
+    table = NotedTable(["Method", "Supervision"] + [title for _, title in columns])
     for name in names:
-        info = data.methods.get(name)
-        status = info.get("status") if isinstance(info, dict) else None
-        label = method_label(name)
-        if status not in (None, "complete", "input feature"):
-            label = MyST(f"{label} ({escape_text(status)})")
-        row: list[Any] = [label, supervision_label(data, name)]
+        row: list[Any] = [_with_status(data, name, method_label(name)), supervision_label(data, name)]
         for metric, _ in columns:
             cell = fmt_compact(index.get(name, metric))
             if metric == "ap" and name in per_cell_chance and cell != DASH:
                 cell = MyST(f"{cell} [chance {per_cell_chance[name]}]{{.ci}}")
             row.append(cell)
-        rows.append(row)
-    return md_table(["Method", "Supervision"] + [title for _, title in columns], rows)
+        r = table.add_row(row, name)
+        _attach_all(table, r, [(2 + i, index.get(name, metric)) for i, (metric, _) in enumerate(columns)])
+    return table
+
+
+def _chosen(data: RunData, name: str) -> str | None:
+    """The map and aggregate the variant chose (run.json ``selected``), e.g. ``ssim, top1``."""
+    info = data.methods.get(name)
+    selected = info.get("selected") if isinstance(info, dict) else None
+    if not isinstance(selected, dict):
+        return None
+    return ", ".join(str(selected[k]) for k in ("map", "aggregate") if isinstance(selected.get(k), str)) or None
+
+
+def _variants_table(data: RunData, index: MetricIndex, variants: list[str]) -> NotedTable | None:
+    """Variant | Supervision | Map, aggregate | per metric (AUROC, pixel AUROC, Dice) its base
+    method's value, then the variant's with its CI: what scoring the same model another way
+    (e.g. tuned on validation lesion masks) changes. The base's CIs and notes are in the headline."""
+    if not variants:
+        return None
+    columns = [("auroc", info_of(data.infos, "auroc").title), *_pixel_columns(data, index)]
+    chosen = any(_chosen(data, n) for n in variants)
+    first = ["Variant", "Supervision"] + (["Map, aggregate"] if chosen else [])
+    table = NotedTable(first + [t for _, title in columns for t in (f"{title} (base)", title)])
+    for name in variants:
+        base = variant_of(data, name) or name
+        row: list[Any] = [_with_status(data, name, MyST(f"**{escape_text(name)}**")), supervision_label(data, name)]
+        row += [_chosen(data, name)] if chosen else []
+        for metric, _ in columns:
+            row += [fmt((index.get(base, metric) or {}).get("value")), fmt_compact(index.get(name, metric))]
+        r = table.add_row(row, name)
+        _attach_all(table, r, [(len(first) + 1 + 2 * i, index.get(name, metric)) for i, (metric, _) in enumerate(columns)])
+    return table
+
+
+def _variants_caption(data: RunData, variants: list[str]) -> MyST:
+    """The variants table's title ("Tuned variants" where every suffix is "tuned") and how they
+    differ from their methods (lesion masks where every supervision ends in ``+val_masks``)."""
+    title = "Tuned variants" if all(split_variant(n)[1] == "tuned" for n in variants) else "Variants"
+    masks = all(str((data.methods.get(n) or {}).get("supervision") or "").endswith("+val_masks") for n in variants)
+    how = "map and aggregate chosen on validation lesion masks" if masks else "each scored another way"
+    why = "; no headline rows, since no headline row saw a lesion mask" if masks else ""
+    return MyST(f"**{title}: the same models, {how}.** Each variant beside its base method's value "
+                f"(with its CI in the table above){why}.")
+
+
+def _attach_all(table: NotedTable, row: int, cells: list[tuple[int, dict[str, Any] | None]],
+                drop: Callable[[str], bool] | None = None) -> None:
+    """Attach each shown metrics row's note to its cell (``drop``: clauses a column shows itself)."""
+    for col, found in cells:
+        if found is not None:
+            table.attach(row, col, [c for c in clauses(found.get("note")) if not (drop and drop(c))])
 
 
 def _reference_title(reference: str) -> str:
     """How the page names a reference of the paired tests."""
-    names = {FLOOR_METHOD: "the shortcut floor", "intensity": "the intensity floor (intensity)"}
+    names = {FLOOR_METHOD: "the shortcut floor", LR_FLOOR_METHOD: "the logistic-regression shortcut floor",
+             "intensity": "the intensity floor (intensity)"}
     return names.get(reference, reference)
 
 
 def _against(data: RunData, metric: str | None, reference: str, names: list[str]) -> list[dict[str, Any]]:
     """Each method minus ``reference`` (a reference fixed in advance, never the best on test), in
     the page's method order: the comparisons the harness tested and Holm-adjusted as one family.
-    The shortcut floor is no method, so it is never shown minus another reference."""
+    The shortcut floors are no methods, so they are never shown minus another reference."""
     rows = {r["method"]: r for r in data.metrics if r.get("metric") == metric and r.get("other") == reference
             and (r.get("split") or "test") == "test" and r.get("domain", "all") == "all"}
-    return [rows[n] for n in names if n in rows and n not in (reference, FLOOR_METHOD)]
+    return [rows[n] for n in names if n in rows and n not in (reference, *FLOOR_METHODS)]
 
 
 def _forest(data: RunData, index: MetricIndex, names: list[str], fig_dir: Path) -> tuple[Path | None, str | None]:
@@ -235,27 +312,28 @@ def _p(row: dict[str, Any] | None, key: str = "p_value") -> MyST:
 
 def _paired_tables(data: RunData, names: list[str]) -> list[dict[str, Any]]:
     """One table per fixed reference the run paired: each method minus it, per paired metric the
-    difference with its CI, the raw p-value and the Holm-adjusted one (both from metrics.json),
-    and the rows' notes (which test, on how many subjects, which Holm family) once each."""
+    difference with its CI, the raw p-value and the Holm-adjusted one (both from metrics.json);
+    the rows' notes (which test, on how many subjects, which Holm family) as the section's
+    footnotes, each once."""
     metrics = [i for i in paired_infos(data.infos) if any(r.get("metric") == i.id for r in data.metrics)]
-    tables = []
+    references, tables = [], []
     for reference in PAIRED_REFERENCES:
         shown = {i.id: {r["method"]: r for r in _against(data, i.id, reference, names)} for i in metrics}
         methods = [n for n in names if any(n in rows for rows in shown.values())]
         if not methods:
             continue
-        rows = []
+        table = NotedTable(["Method", "Supervision"] + [h for i in metrics for h in (i.title, "p", "p (Holm)")])
         for name in methods:
             cells: list[Any] = [method_label(name), supervision_label(data, name)]
             for info in metrics:
                 found = shown[info.id].get(name)
                 cells += [fmt_compact(found, info.digits), _p(found), _p(found, "p_holm")]
-            rows.append(cells)
-        header = ["Method", "Supervision"] + [h for i in metrics for h in (i.title, "p", "p (Holm)")]
-        notes = dict.fromkeys(str(r["note"]) for rows_of in shown.values() for r in rows_of.values() if r.get("note"))
-        tables.append({"reference": escape_text(_reference_title(reference)), "table": md_table(header, rows),
-                       "notes": [escape_text(n) for n in notes]})
-    return tables
+            r = table.add_row(cells, name)
+            _attach_all(table, r, [(2 + 3 * k, shown[info.id].get(name)) for k, info in enumerate(metrics)])
+        references.append(reference)
+        tables.append(table)
+    return [{"reference": escape_text(_reference_title(reference)), "table": md, "notes": notes}
+            for reference, (md, notes) in zip(references, footnoted(tables, "paired"))]
 
 
 def _unadjusted(data: RunData) -> bool:
@@ -265,33 +343,31 @@ def _unadjusted(data: RunData) -> bool:
 
 
 def _threshold_table(data: RunData, index: MetricIndex, names: list[str]) -> tuple[MyST | None, list[MyST]]:
-    """Rates at the validation threshold, the pixel metrics, and the notes of unavailable values."""
+    """Rates at the validation threshold and the pixel metrics, with their notes as footnotes."""
     title = {m: info_of(data.infos, m).title for m in (*_AT_THRESHOLD, "pixel_ap", "dice", "dice_oracle")}
     columns = [(m, title[m]) for m in _AT_THRESHOLD]
     columns += [(m, t) for m, t in (("pixel_ap", title["pixel_ap"]), ("dice", f"{title['dice']} (val threshold)"),
                                     ("dice_oracle", title["dice_oracle"])) if index.has(m)]
-    rows, notes = [], defaultdict(list)  # (method, note) -> the metrics it explains
+    table = NotedTable(["Method", "Threshold (from val)"] + [t for _, t in columns])
     for name in names:
         info = data.methods.get(name, {})
         threshold = info.get("threshold") if isinstance(info, dict) else None
-        row: list[Any] = [method_label(name), fmt(threshold, 4)]
-        for metric, _ in columns:
-            found = index.get(name, metric)
-            row.append(fmt_compact(found))
-        rows.append(row)
-        for metric in ("auroc", "ap", "pixel_auroc", *[m for m, _ in columns]):
-            found = index.get(name, metric)
-            note = found.get("note") if found is not None else None
-            if note and not (metric in _AT_THRESHOLD and str(note).startswith("threshold=")):
-                notes[(name, str(note))].append(metric)  # the threshold has its own column
-    if not any(any(c != DASH for c in row[1:]) for row in rows):
+        r = table.add_row([method_label(name), fmt(threshold, 4)] + [fmt_compact(index.get(name, m)) for m, _ in columns],
+                          name)
+        _attach_all(table, r, [(2 + i, index.get(name, m)) for i, (m, _) in enumerate(columns)
+                               if m in _AT_THRESHOLD], drop=_threshold_shown(threshold))
+        _attach_all(table, r, [(2 + i, index.get(name, m)) for i, (m, _) in enumerate(columns)
+                               if m not in _AT_THRESHOLD])
+    if not any(any(c != DASH for c in row[1:]) for row in table.rows):
         return None, []
-    grouped: dict[tuple[str, tuple[str, ...]], list[str]] = defaultdict(list)  # one line per note and metrics
-    for (name, note), metrics in notes.items():
-        grouped[(note, tuple(metrics))].append(name)
-    notes_md = [MyST(f"{escape_text(', '.join(names))} ({escape_text(', '.join(metrics))}): {escape_text(note)}")
-                for (note, metrics), names in grouped.items()]
-    return md_table(["Method", "Threshold (from val)"] + [t for _, t in columns], rows), notes_md
+    ((md, notes),) = footnoted([table], "threshold")
+    return md, notes
+
+
+def _threshold_shown(threshold: Any) -> Callable[[str], bool]:
+    """Drops a rate's "threshold=..." clause where the method's validation threshold is in the
+    threshold table: the column says it once, not a note per rate and stratum."""
+    return lambda clause: is_number(threshold) and clause.startswith("threshold=")
 
 
 def _overall(data: RunData) -> list[dict[str, Any]]:
@@ -309,18 +385,15 @@ def _family_tables(data: RunData, names: list[str]) -> list[dict[str, Any]]:
         if info.id not in _LAID_OUT and info.paired_of is None and index.has(info.id):
             families.setdefault(info.family, []).append(info)
     tables = []
-    for family, infos in families.items():
-        rows, notes = [], defaultdict(list)  # note -> the cells it explains
+    for k, (family, infos) in enumerate(families.items()):
+        table = NotedTable(["Method", "Supervision"] + [f"{i.title}{_ARROWS[i.higher_is_better]}" for i in infos],
+                           columns=["Method", "Supervision"] + [i.title for i in infos])
         for name in [n for n in names if any(index.get(n, i.id) for i in infos)]:
-            rows.append([method_label(name), supervision_label(data, name)]
-                        + [fmt_compact(index.get(name, i.id), i.digits) for i in infos])
-            for info in infos:
-                note = (index.get(name, info.id) or {}).get("note")
-                if note:
-                    notes[str(note)].append(f"{name} {info.title}")
-        header = ["Method", "Supervision"] + [f"{i.title}{_ARROWS[i.higher_is_better]}" for i in infos]
-        tables.append({"title": escape_text(family[:1].upper() + family[1:]), "table": md_table(header, rows),
-                       "notes": [escape_text(f"{', '.join(cells)}: {note}") for note, cells in notes.items()]})
+            r = table.add_row([method_label(name), supervision_label(data, name)]
+                              + [fmt_compact(index.get(name, i.id), i.digits) for i in infos], name)
+            _attach_all(table, r, [(2 + j, index.get(name, i.id)) for j, i in enumerate(infos)])
+        ((md, notes),) = footnoted([table], f"family{k}")
+        tables.append({"title": escape_text(family[:1].upper() + family[1:]), "table": md, "notes": notes})
     return tables
 
 
@@ -334,29 +407,40 @@ def _other_metrics(data: RunData) -> MyST | None:
                       r.get("n"), r.get("note")] for r in rows])
 
 
-def _strata_table(data: RunData, index: MetricIndex, names: list[str]) -> tuple[MyST | None, list[MyST]]:
+def _strata_table(data: RunData, index: MetricIndex, names: list[str]) -> dict[str, Any] | None:
     """Method x stratum: test images, tumor share, AUROC and AP with CIs, sensitivity and
-    specificity at the validation threshold; and the notes of values not computed."""
+    specificity at the validation threshold, with the notes as footnotes; a stratum where no
+    method has an AUROC is one line (why) instead of a row of dashes per method."""
     strata = index.strata()
     if not strata:
-        return None, []
-    header = ["Method", "Stratum", "Test images", "Tumor share"] + [
-        info_of(data.infos, m).title for m in ("auroc", "ap", "sensitivity", "specificity")]
-    rows, notes = [], []
-    for method in names:
-        for stratum in strata:
-            domain = STRATUM_PREFIX + stratum
-            found = {m: index.get(method, m, domain) for m in ("auroc", "ap", "ap_chance", "sensitivity",
-                                                             "specificity")}
-            if found["auroc"] is None:
+        return None
+    metrics = ("auroc", "ap", "sensitivity", "specificity")
+    table = NotedTable(["Method", "Stratum", "Test images", "Tumor share"] + [info_of(data.infos, m).title
+                                                                             for m in metrics])
+    empty = []
+    for stratum in strata:
+        domain = STRATUM_PREFIX + stratum
+        found = {n: {m: index.get(n, m, domain) for m in (*metrics, "ap_chance")} for n in names}
+        if not any(is_number((f["auroc"] or {}).get("value")) for f in found.values()):
+            first = next((f for f in found.values() if f["auroc"] is not None), None)
+            if first is not None:
+                why = [c for f in found.values() for row in f.values() if row for c in clauses(row.get("note"))]
+                size = f"({first['auroc'].get('n')} test images, tumor share " \
+                       f"{fmt((first['ap_chance'] or {}).get('value'), 2)})"
+                empty.append(MyST(f"**{escape_text(stratum)}** {escape_text(size)}: no method has a value: "
+                                  f"{escape_note('; '.join(dict.fromkeys(why)) or 'no reason recorded')}"))
+            continue
+        for method in names:
+            if found[method]["auroc"] is None:
                 continue
-            chance = found["ap_chance"] or {}
-            rows.append([method_label(method), stratum, found["auroc"].get("n"), fmt(chance.get("value"), 2)]
-                        + [fmt_compact(found[m]) for m in ("auroc", "ap", "sensitivity", "specificity")])
-            if found["auroc"].get("note"):
-                notes.append(MyST(f"{escape_text(method)}, {escape_text(stratum)}: "
-                                  f"{escape_text(found['auroc']['note'])}"))
-    return (md_table(header, rows) if rows else None), notes
+            chance = found[method]["ap_chance"] or {}
+            r = table.add_row([method_label(method), stratum, found[method]["auroc"].get("n"), fmt(chance.get("value"), 2)]
+                              + [fmt_compact(found[method][m]) for m in metrics], f"{method} {stratum}")
+            threshold = (data.methods.get(method) or {}).get("threshold")
+            _attach_all(table, r, [(4 + i, found[method][m]) for i, m in enumerate(metrics)],
+                        drop=_threshold_shown(threshold))
+    ((md, notes),) = footnoted([table], "strata")
+    return {"table": md if table.rows else None, "notes": notes, "empty": empty}
 
 
 def _failures(data: RunData) -> list[dict[str, Any]]:
@@ -369,31 +453,44 @@ def _failures(data: RunData) -> list[dict[str, Any]]:
 
 
 def _generative(data: RunData, index: MetricIndex) -> list[dict[str, Any]]:
-    """Per method and feature space: Domain | the generative metrics present | n, and notes."""
-    tables = []
-    for method in index.methods():
-        for space in sorted(index.generative_spaces(method),
-                            key=lambda s: (FEATURE_SPACES.index(s) if s in FEATURE_SPACES else 9, s)):
-            domains = index.generative_domains(method)
-            present = {k[3] for k in index.rows if k[0] == method and k[4] == space}
-            metrics = [m for m in data.infos if m in present] + sorted(present - set(data.infos))
-            rows, notes = [], defaultdict(list)  # note -> the cells it explains
-            for domain in domains:
-                cells: list[Any] = [DOMAINS.get(domain, domain)]
-                n = None
-                for metric in metrics:
-                    found = index.get(method, metric, domain, space)
-                    cells.append(fmt_metric(found, info_of(data.infos, metric)))
-                    n = n or (found or {}).get("n")
-                    if found is not None and found.get("note"):
-                        notes[str(found["note"])].append(f"{DOMAINS.get(domain, domain)} {metric}")
-                rows.append(cells + [n])
-            header = ["Into domain"] + [info_of(data.infos, m).title for m in metrics] + ["n"]
-            total = len(metrics) * len(rows)
-            tables.append({"method": escape_text(method), "space": escape_text(space), "table": md_table(header, rows),
-                           "notes": [escape_text(f"{'All values' if len(cells) == total else ', '.join(cells)}: {note}")
-                                     for note, cells in notes.items()]})
-    return tables
+    """Per feature space (in the run's order): Method | Into domain | its metrics | n, the notes as
+    footnotes of the whole section; a space where no cell has a value (weights missing) is one
+    line that says why, in the rows' own words."""
+    rows_of: dict[str, list[tuple[str, str]]] = {}  # space -> (method, domain) in the run's order
+    for key in index.rows:
+        if key[4]:
+            rows_of.setdefault(key[4], [])
+            if (key[0], key[2]) not in rows_of[key[4]]:
+                rows_of[key[4]].append((key[0], key[2]))
+    methods = ordered_methods(data, index)
+    order = {"tumor": 0, "no_tumor": 1}
+    spaces, tables = [], []
+    for space, pairs in rows_of.items():
+        pairs.sort(key=lambda p: (methods.index(p[0]) if p[0] in methods else len(methods), order.get(p[1], 2), p[1]))
+        present = {k[3] for k in index.rows if k[4] == space}
+        metrics = [m for m in data.infos if m in present] + sorted(present - set(data.infos))
+        found = {(m, d, metric): index.get(m, metric, d, space) for m, d in pairs for metric in metrics}
+        if not any(is_number((row or {}).get("value")) for row in found.values()):
+            why = list(dict.fromkeys(c for row in found.values() if row for c in clauses(row.get("note"))))
+            shown = ", ".join(dict.fromkeys(m for m, _ in pairs))
+            spaces.append({"space": escape_text(space), "table": None, "notes": [],
+                           "empty": MyST(f"No value for any method ({escape_text(shown)}): "
+                                         f"{escape_note('; '.join(why) or 'no reason recorded')}")})
+            continue
+        table = NotedTable(["Method", "Into domain"] + [info_of(data.infos, m).title for m in metrics] + ["n"])
+        for method, domain in pairs:
+            cells = [fmt_compact(found[(method, domain, m)], info_of(data.infos, m).digits) for m in metrics]
+            n = next((row.get("n") for m in metrics if (row := found[(method, domain, m)]) and row.get("n")), None)
+            r = table.add_row([method_label(method), DOMAINS.get(domain, domain), *cells, n],
+                              f"{method} into {DOMAINS.get(domain, domain).lower()}")
+            _attach_all(table, r, [(2 + i, found[(method, domain, m)]) for i, m in enumerate(metrics)])
+        spaces.append({"space": escape_text(space), "empty": None})
+        tables.append(table)
+    rendered = iter(footnoted(tables, "generative"))
+    for item in spaces:
+        if item["empty"] is None:
+            item["table"], item["notes"] = next(rendered)
+    return [item for item in spaces if item["empty"] is None] + [item for item in spaces if item["empty"]]
 
 
 def _figure(rel: str, caption: Any, alt: str) -> MyST:
@@ -481,9 +578,9 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         "notes": [escape_text(n) for n in data.run.get("notes") or []],
         "problems": [escape_text(p) for p in data.problems], "packages": None,
         "downloads": _downloads(data, fig_dir, name), "eda_sections": _eda(data, fig_dir, name),
-        "headline": None, "forest": None, "paired_tables": [], "unadjusted": False, "threshold_table": None,
-        "metric_notes": [],
-        "families": [], "other_metrics": None, "failures": _failures(data), "strata_table": None, "strata_notes": [],
+        "headline": None, "headline_notes": [], "variants": None, "forest": None, "paired_tables": [], "unadjusted": False,
+        "threshold_table": None, "threshold_notes": [],
+        "families": [], "other_metrics": None, "failures": _failures(data), "strata": None,
         "bootstrap_unit": escape_text(_BOOTSTRAP_UNITS.get(dataset.get("bootstrap_unit"), "")),
         "generative": [], "curves": [], "curve_notes": [], "training": [], "grids": [],
     }
@@ -494,18 +591,28 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
         return ctx
     index = MetricIndex([r for r in data.metrics if not r.get("other")])
     names = ordered_methods(data, index)
-    ctx["headline"] = _headline(data, index, names)
-    forest, reference = _forest(data, index, names, fig_dir)
+    main = [n for n in names if variant_of(data, n) is None]
+    variants = [n for n in names if n not in main]
+    # one set of footnotes for both tables: a note they share is defined once, under the headline
+    tables = [t for t in (_headline(data, index, main), _variants_table(data, index, variants)) if t is not None]
+    rendered = footnoted(tables, "headline")
+    if main:
+        ctx["headline"], ctx["headline_notes"] = rendered.pop(0)
+    if variants:
+        table, notes = rendered.pop(0)
+        ctx["variants"] = {"caption": _variants_caption(data, variants), "table": table, "notes": notes}
+    forest, reference = _forest(data, index, main, fig_dir)
     if forest is not None:
         paired = f"; right: each method minus {_reference_title(reference)}, a reference fixed in advance, paired " \
                  "on the same test images" if reference else ""
+        shown = " (the variants are in their table above)" if variants else ""
         ctx["forest"] = _figure(f"{name}/{forest.name}", f"{'Left: test' if paired else 'Test'} AUROC of every method "
-                                f"with its 95% CI, in the run's method order{paired}", "forest plot of AUROC")
+                                f"with its 95% CI, in the run's method order{shown}{paired}", "forest plot of AUROC")
     ctx["paired_tables"], ctx["unadjusted"] = _paired_tables(data, names), _unadjusted(data)
-    ctx["threshold_table"], ctx["metric_notes"] = _threshold_table(data, index, names)
+    ctx["threshold_table"], ctx["threshold_notes"] = _threshold_table(data, index, names)
     ctx["families"] = _family_tables(data, names)
     ctx["other_metrics"] = _other_metrics(data)
-    ctx["strata_table"], ctx["strata_notes"] = _strata_table(data, index, names)
+    ctx["strata"] = _strata_table(data, index, names)
     ctx["generative"] = _generative(data, index)
     if data.detection_curves is None:  # a run from before the harness stored ROC/PR points
         ctx["curve_notes"] = [escape_text("No ROC or PR curves: this run stored no curve points (curves/detection.json).")]

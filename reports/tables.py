@@ -17,13 +17,15 @@ from reports.escape import MyST, escape_text
 
 __all__ = [
     "DASH", "SUPERVISION", "MetricIndex", "cell", "fmt", "fmt_ci", "fmt_compact", "fmt_mean_std", "fmt_metric",
-    "info_of", "md_table", "is_number", "short_hash",
+    "fmt_std", "info_of", "md_table", "is_number", "short_hash",
 ]
 
 DASH = MyST("—")
 # run.json methods[name].supervision -> how the page names it
 SUPERVISION = {"supervised": "supervised", "image_labels": "image labels", "healthy_only": "healthy only",
-               "none": "none"}
+               "none": "none", "image_labels+val_masks": "image labels + validation masks",
+               "healthy_only+val_masks": "healthy only + validation masks",
+               "none+val_masks": "validation masks"}
 _HASH = re.compile(r"[0-9a-f]{16,}(\+dirty)?")
 
 
@@ -46,12 +48,25 @@ def fmt_ci(row: dict[str, Any] | None, digits: int = 3) -> MyST:
     return text
 
 
+def fmt_std(row: dict[str, Any], digits: int = 3) -> MyST | None:
+    """A row's std as a table shows it: None where the row has none; a dash where it has one that
+    measures no spread: one sample (n < 2), or a spread below float32 resolution of the value
+    (every draw was the same set, e.g. KID subsets as large as the set), which printed as
+    "± 0.0000" would read as a measured, perfect agreement."""
+    std, value, n = row.get("std"), row.get("value"), row.get("n")
+    if std is None:
+        return None
+    if not is_number(std) or std < 0 or (is_number(n) and n < 2) \
+            or (is_number(value) and abs(std) < 1e-6 * abs(value)):
+        return DASH
+    return fmt(std, digits)
+
+
 def fmt_mean_std(row: dict[str, Any] | None, digits: int = 3) -> MyST:
     if row is None or not is_number(row.get("value")):
         return DASH
-    if is_number(row.get("std")):
-        return MyST(f"{fmt(row['value'], digits)} ± {fmt(row['std'], digits)}")
-    return fmt(row["value"], digits)
+    std = fmt_std(row, digits)
+    return MyST(f"{fmt(row['value'], digits)} ± {std}") if std is not None else fmt(row["value"], digits)
 
 
 def info_of(infos: Mapping[str, MetricInfo], metric: str) -> MetricInfo:
@@ -78,9 +93,8 @@ def fmt_compact(row: dict[str, Any] | None, digits: int = 3) -> MyST:
     if is_number(low) and is_number(high):
         ci_digits = max(2, digits - 1)
         return MyST(f"{text} [{fmt(low, ci_digits)}–{fmt(high, ci_digits)}]{{.ci}}")
-    if is_number(row.get("std")):
-        return MyST(f"{text} [± {fmt(row['std'], digits)}]{{.ci}}")
-    return text
+    std = fmt_std(row, digits)
+    return MyST(f"{text} [± {std}]{{.ci}}") if std is not None else text
 
 
 def short_hash(value: Any, keep: int = 12) -> MyST:

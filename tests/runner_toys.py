@@ -86,6 +86,31 @@ class RandomProjection(MeanIntensity):
         return ScoreOutput(scores=out.scores + 0.05 * projection, maps=out.maps)
 
 
+class Tunable(MeanIntensity):
+    """Mean intensity as its main row and, as the variant ``tuned``, the brightest brain pixel
+    from the same fit; counts its fits, and can fail its variant once (``fail_variant_once``)."""
+
+    description = "toy: a method with a variant"
+    variants = {"tuned": "none+val_masks"}
+    variant_descriptions = {"tuned": "toy: brightest brain pixel"}
+    fits = 0
+    fail_variant_once = False
+
+    def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
+        super().fit(train, val, ctx)
+        type(self).fits += 1
+
+    def score_variant(self, images: ImageSet, variant: str) -> ScoreOutput:
+        if type(self).fail_variant_once:
+            type(self).fail_variant_once = False
+            raise RuntimeError("boom: the variant fails once")
+        inside = images.images[:, 0] * images.brain[:, 0]
+        return ScoreOutput(scores=inside.flatten(1).max(dim=1).values.numpy(), maps=inside.numpy())
+
+    def variant_selection(self, variant: str) -> dict:
+        return {"aggregate": "max", "variant": variant}
+
+
 class Failing(MeanIntensity):
     description = "toy: always fails in fit"
 
@@ -154,4 +179,4 @@ class Sleeper(Method):
 
 
 TOYS = {"toy-mean": MeanIntensity, "toy-noisy": RandomProjection, "toy-fail": Failing, "toy-resume": Interruptible,
-        "toy-translate": Inverter, "toy-sleep": Sleeper}
+        "toy-translate": Inverter, "toy-sleep": Sleeper, "toy-variant": Tunable}

@@ -197,10 +197,11 @@ def test_training_writes_curves_samples_and_checkpoints(tiny_run):
     curves = tiny_run.training_curves()
     assert curves["epoch"] == [1, 2, 3]
     assert set(curves) == {"epoch", "loss_G", "loss_D", "loss_cycle", "loss_identity", "lr", "val_auroc",
-                           "val_pixel_auroc"}
-    # the learning curve's last point is the selection the method deploys
+                           "val_pixel_auroc", "val_auroc_tuned", "val_pixel_auroc_tuned"}
+    # the learning curve's last point is the main row's record and the tuned variant's selection
     assert curves["val_auroc"][-1] == tiny_run.selected["val_auroc"]
     assert curves["val_pixel_auroc"][-1] == tiny_run.selected["val_pixel_auroc"]
+    assert curves["val_auroc_tuned"][-1] == tiny_run.tuned["val_auroc"]
     assert tiny_run.selection()["discriminator"] == {"d_layers": 1, "receptive_field_px": 16, "patch_grid": 14,
                                                      "image_size": 32}
     assert curves["lr"] == pytest.approx([2e-4, 2e-4, 1e-4])
@@ -283,8 +284,9 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_data, tiny_run):
 @pytest.mark.slow
 def test_smoke_model_scores_maps_and_translates(smoke_run):
     method, test, out = smoke_run
-    assert method.selected["map"] in MAP_KINDS and method.selected["val_auroc"] is not None
-    assert method.selected["val_pixel_auroc"] is not None  # synthetic val has lesion masks
+    assert method.selected["aggregate"] == "max" and method.selected["val_auroc"] is not None
+    assert method.tuned["map"] in MAP_KINDS and method.tuned["val_pixel_auroc"] is not None  # val has masks
+    assert method.variants == {"tuned": "image_labels+val_masks"}
     result = method.score(test)
     assert result.scores.shape == (24,) and np.isfinite(result.scores).all()
     assert result.maps.shape == (24, 64, 64)
@@ -300,13 +302,15 @@ def test_smoke_model_scores_maps_and_translates(smoke_run):
 
 @pytest.mark.slow
 def test_selection_records_the_deployed_scorers_val_auroc(smoke_run):
-    """The map and aggregate are chosen on maps made, upsampled and masked exactly as test
-    images' are (the model works at 32 px, the images are 64 px), so the recorded val AUROC is
-    the deployed scorer's."""
+    """The main row records its scorer's val AUROC; the tuned variant's map and aggregate are
+    chosen on maps made, upsampled and masked exactly as test images' are (the model works at
+    32 px, the images are 64 px), so its recorded val AUROC is the deployed scorer's too."""
     method, _, _ = smoke_run
     val = synthetic_set(24, 64, seed=4)  # the fixture's validation set
     recorded = method.selection()  # what the runner writes into run.json (methods.cyclegan.selected)
     assert recorded["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score(val).scores)
+    tuned = method.variant_selection("tuned")  # methods["cyclegan+tuned"].selected
+    assert tuned["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score_variant(val, "tuned").scores)
 
 
 @pytest.mark.slow

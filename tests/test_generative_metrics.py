@@ -34,6 +34,7 @@ from harness.metrics.generative import BATCH_SIZE, Translations, UInt8Images, ev
 from harness.metrics.subject_halves import BALANCE, subject_groups, subject_halves
 from harness.metrics.weights import INCEPTION_WEIGHTS_FILE
 from harness.hashing import file_sha256
+from harness.metric_info import SCHEMA1_METRICS, infos_from_document
 from harness.results import upgrade_metrics
 
 os.environ.setdefault("HARNESS_NO_PROGRESS", "1")
@@ -132,9 +133,10 @@ def data_of(real: dict, translated: dict, real_groups: dict | None = None,
 
 def evaluate(data: Translations, tmp_path: Path, mri: MRIExtractor | None = None, settings=SETTINGS,
              inception=None, seed=0, working_size=None, partitions=5) -> list[dict]:
+    """The FID-side rows (FRD has its own tests: radiomics extraction costs seconds)."""
     return evaluate_generative("m", data, settings=settings, device=CPU, seed=seed, working_size=working_size,
                                inception_weights=inception, mri=mri, cache_dir=tmp_path / "cache", logger=LOG,
-                               partitions=partitions)
+                               partitions=partitions, frd=False)
 
 
 def pick(rows, metric, space=SPACE, domain="tumor"):
@@ -223,16 +225,16 @@ def test_oracle_is_near_one_and_noise_far(cohort, tmp_path):
         assert pick(noise, "fid_relative", domain=domain)["value"] >= 5
 
 
-def test_target_rate_oracle_near_ceiling_identity_is_the_complement(cohort, tmp_path):
+def test_target_rate_oracle_near_reference_identity_is_the_complement(cohort, tmp_path):
     rows = evaluate(_cohort_data(cohort, oracle(cohort)), tmp_path, cohort["mri"])
     identity = evaluate(_cohort_data(cohort, lambda src, label: src), tmp_path, cohort["mri"])
     for domain, source in (("tumor", "no_tumor"), ("no_tumor", "tumor")):
-        rate, ceiling = pick(rows, "target_rate", domain=domain), pick(rows, "target_rate_real", domain=domain)
-        assert ceiling["value"] > 0.7
-        assert abs(rate["value"] - ceiling["value"]) <= 0.15, (rate, ceiling)
+        rate, reference = pick(rows, "target_rate", domain=domain), pick(rows, "target_rate_reference", domain=domain)
+        assert reference["value"] > 0.7 and "not a ceiling" in reference["note"]
+        assert abs(rate["value"] - reference["value"]) <= 0.15, (rate, reference)
         assert rate["ci_low"] <= rate["value"] <= rate["ci_high"] and rate["ci_low"] < rate["ci_high"]
         assert "higher is better" in rate["note"] and "Youden" in rate["note"]
-        source_real = pick(identity, "target_rate_real", domain=source)["value"]
+        source_real = pick(identity, "target_rate_reference", domain=source)["value"]
         assert pick(identity, "target_rate", domain=domain)["value"] == pytest.approx(1 - source_real, abs=1e-12)
         assert pick(identity, "target_rate", domain=domain)["value"] < rate["value"] - 0.3
 
@@ -279,7 +281,7 @@ def test_each_space_reports_its_own_metrics_and_absent_inception_says_why(tmp_pa
     rows = evaluate(data_of(real, {"tumor": brains(12, 3), "no_tumor": brains(12, 4)}), tmp_path, tiny_mri())
     by_space = {s: {r["metric"] for r in rows if r["feature_space"] == s} for s in ("inception-v3", SPACE)}
     assert by_space["inception-v3"] == {"fid", "is", "kid", "fid_reference", "fid_relative"}
-    assert by_space[SPACE] == {"fid", "kid", "fid_reference", "fid_relative", "target_rate", "target_rate_real"}
+    assert by_space[SPACE] == {"fid", "kid", "fid_reference", "fid_relative", "target_rate", "target_rate_reference"}
     hub = str(Path(torch.hub.get_dir()) / "checkpoints")
     for r in rows:
         assert set(r) >= {"method", "split", "domain", "metric", "feature_space", "value", "std",
@@ -483,6 +485,21 @@ def test_old_isc_rows_are_read_as_is():
     old = [{"method": "m", "metric": "isc", "domain": "tumor", "feature_space": "inception-v3", "value": 1.5}]
     (row,) = upgrade_metrics(old)
     assert row["metric"] == "is"
+
+
+def test_old_target_rate_real_rows_and_infos_are_read_as_the_reference():
+    """target_rate_real was called a ceiling; old runs read under the current name, the rows'
+    notes say what they were written as, and their infos give the current title."""
+    old = {"schema_version": 2, "rows": [{"method": "m", "metric": "target_rate_real", "domain": "tumor",
+                                          "feature_space": "mri-resnet18", "value": 0.9, "note": "the ceiling"}],
+           "metrics": {"target_rate_real": {"id": "target_rate_real", "title": "Target rate of real images (ceiling)",
+                                            "family": "generative"}}}
+    (row,) = upgrade_metrics(old)
+    assert row["metric"] == "target_rate_reference" and row["value"] == 0.9
+    assert row["note"] == "written as target_rate_real: the ceiling"
+    infos = infos_from_document(old)
+    assert set(infos) == {"target_rate_reference"} and "ceiling" not in infos["target_rate_reference"].title
+    assert infos["target_rate_reference"] == SCHEMA1_METRICS["target_rate_reference"]
 
 
 @pytest.fixture(scope="module")

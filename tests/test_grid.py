@@ -104,11 +104,13 @@ def test_local_grid_equals_the_cells_run_one_by_one_and_resubmits_only_what_is_m
     localisation = {("intensity", k, (0, 1)) for k in ("pixel_auroc", "dice")}  # the methods with maps
     builtin = [r for r in grid["table"] if r["metric"] in SCHEMA1_METRICS]  # an installed metric plugin adds its own
     assert {(r["method"], r["metric"], tuple(r["seeds"])) for r in builtin} == {
-        (m, k, (0, 1)) for m in ("resnet18", "intensity", "shortcut-floor") for k in ("auroc", "ap")} | localisation
+        (m, k, (0, 1)) for m in ("resnet18", "intensity", "shortcut-floor", "shortcut-floor-lr")
+        for k in ("auroc", "ap")} | localisation
     assert {(p["metric"], len(p["values"])) for p in grid["paired"]} == {("auroc_delta", 2), ("ap_delta", 2)}
     # every method against the fixed references, on the seeds of cells that each ran one method
     assert {(p["method"], p["other"]) for p in grid["paired"] if p["metric"] == "auroc_delta"} == {
-        ("resnet18", "intensity"), ("resnet18", "shortcut-floor"), ("intensity", "shortcut-floor")}
+        ("resnet18", "intensity"), ("resnet18", "shortcut-floor"), ("intensity", "shortcut-floor"),
+        ("resnet18", "shortcut-floor-lr"), ("intensity", "shortcut-floor-lr")}
     assert all(p["n"] == 2 and not p["exploratory"] and "2 seed(s) cannot reach" in p["floor_note"]
                for p in grid["paired"])
     (share,) = [r["share"] for r in grid["table"] if r["method"] == "shortcut-floor" and r["metric"] == "auroc"]

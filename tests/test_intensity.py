@@ -1,4 +1,5 @@
-"""The intensity baseline: finds bright (and dark) blobs, picks its sign on validation, masks maps."""
+"""The intensity baseline: finds bright, dark or both kinds of blobs, picks its sign on validation
+(per MRI sequence when the images carry several), masks maps."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from baseline_data import make_context, make_slices
 from baselines.intensity import IntensityBaseline, brain_percentiles, robust_zscore, smooth_in_brain
+from harness.api import ImageSet
 from harness.registry import METHODS
 
 
@@ -22,7 +24,7 @@ def test_finds_blobs_and_selects_sign(bright, tmp_path):
     method = IntensityBaseline()
     method.fit(train, val, make_context(tmp_path))
     assert method.selected["sign"] == ("bright" if bright else "dark")
-    assert len(method.selected["candidates"]) == 8
+    assert len(method.selected["candidates"]) == 12  # 3 signs x 4 percentiles; no sequences, no by-sequence
     out = method.score(test)
     assert out.scores.shape == (40,)
     assert roc_auc_score(test.labels.numpy(), out.scores) > 0.9
@@ -83,3 +85,53 @@ def test_brain_percentiles_match_numpy():
     got = brain_percentiles(values, brain, 99.0)
     want = [np.percentile(values[i][brain[i]].numpy(), 99.0) if brain[i].any() else 0.0 for i in range(70)]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def _joined(parts: list[ImageSet], strata: list[str] | None = None) -> ImageSet:
+    """One ImageSet of ``parts``, each part's images in stratum ``strata[k]`` (None: no strata)."""
+    return ImageSet(images=torch.cat([p.images for p in parts]), labels=torch.cat([p.labels for p in parts]),
+                    ids=[f"{k}-{i}" for k, p in enumerate(parts) for i in p.ids],
+                    brain=torch.cat([p.brain for p in parts]), masks=torch.cat([p.masks for p in parts]),
+                    strata=None if strata is None else [s for k, p in enumerate(parts) for s in [strata[k]] * len(p)])
+
+
+def test_two_sided_wins_when_lesions_are_bright_and_dark(tmp_path):
+    """Half the lesions brighter than the brain, half darker, no sequence known: one sign misses
+    half of them, |z| finds both."""
+    val = _joined([make_slices(24, seed=2, contrast=0.3), make_slices(24, seed=6, contrast=0.3, bright=False)])
+    test = _joined([make_slices(20, seed=3, contrast=0.3), make_slices(20, seed=7, contrast=0.3, bright=False)])
+    method = IntensityBaseline()
+    method.fit(val, val, make_context(tmp_path))
+    assert method.selected["sign"] == "two-sided" and method.selected["by_sequence"] is None
+    c = method.selected["candidates"]
+    agg = method.selected["aggregate"]
+    assert c[f"two-sided/{agg}"] > max(c[f"bright/{agg}"], c[f"dark/{agg}"]) + 0.1
+    out = method.score(test)
+    assert roc_auc_score(test.labels.numpy(), out.scores) > 0.9
+    lesion, dark = test.masks[:, 0].numpy(), np.arange(40) >= 20
+    tumor_dark = np.flatnonzero((test.labels.numpy() == 1) & dark)
+    assert all(out.maps[i][lesion[i]].mean() > out.maps[i][~lesion[i] & test.brain[i, 0].numpy()].mean()
+               for i in tumor_dark)  # the map marks dark lesions too
+
+
+def _opposite_decoys(n: int, seed: int, lesions_bright: bool) -> ImageSet:
+    """Tumor images with lesions of one sign and healthy images with a blob of the other sign (a
+    bright vessel on T1, a dark CSF pocket on FLAIR): only the sequence's own sign separates them."""
+    tumor = make_slices(n, seed=seed, contrast=0.4, bright=lesions_bright).of_label(1)
+    decoy = make_slices(n, seed=seed + 50, contrast=0.4, bright=not lesions_bright).of_label(1)
+    healthy = ImageSet(images=decoy.images, labels=torch.zeros(len(decoy), dtype=torch.long), ids=decoy.ids,
+                       brain=decoy.brain, masks=torch.zeros_like(decoy.masks))
+    return _joined([tumor, healthy])
+
+
+def test_signs_are_chosen_per_sequence_when_the_images_carry_several(tmp_path):
+    val = _joined([_opposite_decoys(24, 10, True), _opposite_decoys(24, 20, False)], ["FLAIR", "T1"])
+    test = _joined([_opposite_decoys(20, 30, True), _opposite_decoys(20, 40, False)], ["FLAIR", "T1"])
+    method = IntensityBaseline()
+    method.fit(val, val, make_context(tmp_path))
+    assert method.selected["sign"] == "by-sequence"
+    assert method.selected["by_sequence"] == {"flair": "bright", "t1": "dark"}
+    assert len(method.selected["candidates"]) == 16
+    assert roc_auc_score(test.labels.numpy(), method.score(test).scores) > 0.9
+    unknown = ImageSet(images=test.images, labels=test.labels, ids=test.ids, brain=test.brain)
+    assert np.isfinite(method.score(unknown).scores).all()  # no sequence: the fallback sign

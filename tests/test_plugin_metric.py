@@ -45,8 +45,8 @@ def test_the_suite_is_registered_after_the_built_ins_and_measures_overlap():
     from harness.registry import METRICS, metric_suites
     from harness_score_overlap import overlap_coefficient
 
-    assert [s.name for s in metric_suites()][:6] == ["detection", "localisation", "generative", "comparison", "volume",
-                                                    PLUGIN]
+    assert [s.name for s in metric_suites()][:7] == ["detection", "localisation", "generative", "fidelity",
+                                                    "comparison", "volume", PLUGIN]
     assert PLUGIN not in METRICS.load_errors
     rng = np.random.default_rng(0)
     labels = np.repeat([1, 0], 300)

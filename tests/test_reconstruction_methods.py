@@ -1,4 +1,4 @@
-"""autoencoder, dae, ddpm: smoke fit, healthy-only training, selection scored as deployed,
+"""autoencoder, dae and the diffusion methods: smoke fit, healthy-only training, selection scored as deployed,
 exact resume, translation to no_tumor only (tiny data, CPU, seconds)."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from baseline_data import make_slices
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet
 from harness.evaluate import example_arrays, translate_test
 from harness.registry import METHODS
+from harness.scoring import MAP_KINDS, TUNED
 from generative import reconstruction
 
-NAMES = ("autoencoder", "dae", "ddpm")
+NAMES = ("autoencoder", "dae", "gaussian-ddpm", "anoddpm", "pddpm")
 EPOCHS = 3
 
 
@@ -81,15 +82,40 @@ def test_smoke_fit_scores_maps_and_translates_to_no_tumor_only(fitted, data):
     assert (out / "checkpoints" / "last.pt").is_file()
 
 
-def test_selection_records_the_deployed_scorers_val_auroc(fitted, data):
-    """Selection and deployment are one code path: the recorded val AUROC is the AUROC of
-    score() on validation, to the last bit."""
+def test_records_are_the_deployed_scorers_val_aurocs(fitted, data):
+    """The main row records its validation AUROC (nothing chosen from it); the tuned variant's
+    selection and deployment are one code path: each recorded val AUROC is that of the scorer
+    on validation, to the last bit."""
     method, _ = fitted
     val = data[1]
-    picked = method.selection()
-    assert picked["val_auroc"] is not None and picked["val_pixel_auroc"] is not None
-    assert picked["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score(val).scores)
-    assert picked["image_size"] == 32
+    main, tuned = method.selection(), method.variant_selection(TUNED)
+    assert method.variants == {TUNED: "healthy_only+val_masks"}
+    assert main["aggregate"] == "mean" and main["criterion"].startswith("none")
+    assert main["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score(val).scores)
+    assert tuned["map"] in MAP_KINDS and tuned["val_pixel_auroc"] is not None
+    tuned_out = method.score_variant(val, TUNED)
+    assert tuned["val_auroc"] == roc_auc_score(val.labels.numpy(), tuned_out.scores)
+    assert tuned_out.maps.shape == (16, 32, 32)
+    assert main["image_size"] == tuned["image_size"] == 32
+    assert method.healthy_version(val) is method.healthy_version(val)  # the variant reuses the reconstructions
+    with pytest.raises(ValueError, match="no variant"):
+        method.score_variant(val, "best")
+
+
+def test_main_row_uses_no_validation_masks(data, tmp_path):
+    """Wrong validation masks change what the tuned variant sees, never the main row's scores or maps."""
+    train, val = data
+    wrong = ImageSet(images=val.images, labels=val.labels, ids=val.ids, brain=val.brain,
+                     masks=torch.flip(val.masks, dims=[-1, -2]))
+    a, b = make("autoencoder", epochs=1), make("autoencoder", epochs=1)
+    a.fit(train, val, context(tmp_path / "a"))
+    b.fit(train, wrong, context(tmp_path / "b"))
+    test = make_slices(12, size=32, seed=2)
+    out_a, out_b = a.score(test), b.score(test)
+    assert np.array_equal(out_a.scores, out_b.scores) and np.array_equal(out_a.maps, out_b.maps)
+    assert a.selection()["val_auroc"] == b.selection()["val_auroc"]
+    table_a, table_b = a.variant_selection(TUNED)["table"], b.variant_selection(TUNED)["table"]
+    assert table_a["residual/pixel"] != table_b["residual/pixel"]  # the variant did read the masks
 
 
 def test_runner_skips_the_tumor_direction_and_grids_show_reconstructions(fitted, data):
@@ -145,8 +171,8 @@ def test_trains_on_healthy_images_only(data, tmp_path):
         make("autoencoder", epochs=1).fit(train.of_label(1), val, context(tmp_path / "c"))
 
 
-@pytest.mark.parametrize("fitted", ["ddpm"], indirect=True)
-def test_ddpm_reconstruction_does_not_depend_on_the_batch(fitted, data):
+@pytest.mark.parametrize("fitted", ["gaussian-ddpm", "anoddpm", "pddpm"], indirect=True)
+def test_diffusion_reconstruction_does_not_depend_on_the_batch(fitted, data):
     method, _ = fitted
     images = data[1].images
     alone = method.translate(images[2:4], NO_TUMOR)
@@ -156,9 +182,9 @@ def test_ddpm_reconstruction_does_not_depend_on_the_batch(fitted, data):
 
 
 @pytest.mark.parametrize("level,steps", [(250, 1), (250, 5), (30, 30), (999, 3)])
-def test_ddpm_chain_starts_noisy_and_ends_at_zero(level, steps):
-    method = make("ddpm", train_timesteps=1000, noise_level=level, max_train_timestep=0, inference_steps=steps)
-    chain = method._inference_scheduler().timesteps.tolist()
+def test_ddim_chain_starts_noisy_and_ends_at_zero(level, steps):
+    method = make("gaussian-ddpm", train_timesteps=1000, noise_level=level, max_train_timestep=0, inference_steps=steps)
+    chain = method.chain()
     assert 0 < chain[0] <= level and chain[-1] == 0 and len(chain) >= steps
     assert chain == sorted(chain, reverse=True)
 
@@ -171,6 +197,6 @@ def test_settings_are_checked_and_profiles_are_valid():
     with pytest.raises(ValidationError, match="multiple of"):
         METHODS.get("autoencoder").Settings(image_size=40, levels=4)
     with pytest.raises(ValidationError, match="noise_level"):
-        METHODS.get("ddpm").Settings(noise_level=1000)
+        METHODS.get("gaussian-ddpm").Settings(noise_level=1000)
     with pytest.raises(RuntimeError, match="fit"):
         make("dae").score(make_slices(2, size=32))

@@ -192,13 +192,15 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     # best_dice of older runs, read as dice_oracle, titled as the schema-1 infos say (the run has none)
     (threshold_header,) = [ln for ln in page.splitlines() if ln.startswith("| Method | Threshold")]
     assert threshold_header.endswith(r"| Dice \(oracle threshold\) |")
-    assert r"IS" in page and "1.800 ± 0.100" in page and "0.0120 ± 0.0030" in page
-    assert "Inception weights missing" in page
+    assert "1.800 [± 0.100]{.ci}" in page and "0.0120 [± 0.0030]{.ci}" in page
+    # the all-empty space is one line, not a table of dashes
+    assert _section(page, "### Generated images").count("Inception weights missing") == 1
     assert "resampling whole subjects" in page
     assert "| split | with tumor | without | T1 | T2 |" in page and "| test | 3 | 2 | 2 | 3 |" in page
-    assert "threshold=0.5" not in page  # the threshold has its own column, not a note per rate
+    # a known threshold has its own column, not a note per rate; cyclegan's (no threshold in run.json) is one footnote
+    assert page.count("threshold=0.5") == 1
     assert "### By stratum" in page and "0.990 [0.95–1.03]{.ci}" in page  # intensity on FLAIR
-    assert "intensity, T1: not computed: only one class in test" in page
+    assert r"**T1** \(20 test images, tumor share —\): no method has a value: not computed: only one class" in page
     assert "### Shortcut audit of the files" in page and "Flagged: mean brightness" in page
     assert "### Skipped files" in page
     assert "{download}`metrics.csv <20260101-100000-aaaaaaaa/metrics.csv>`" in page
@@ -219,13 +221,17 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     assert "## Results" not in running and "roc.png" not in running
 
     index = (out / "index.md").read_text()
-    board = index[index.index("## Test AUROC by method"):index.index("## FID of translated images")]
+    board = index[index.index("## Test AUROC by method"):index.index("## Translated images against real ones")]
     assert board.index("[20260102-100000-bbbbbbbb]") < board.index("[20260101-100000-aaaaaaaa]")  # newest first
     assert "20260103-100000-cccccccc" not in board  # no results: not a column
     (row,) = [ln for ln in board.splitlines() if ln.startswith("| **cyclegan** |")]
     assert row.split(" | ")[2:] == ["failed", "0.575 [0.52–0.62]{.ci} |"]  # failed in b, its AUROC in a
-    fid = index[index.index("## FID of translated images"):index.index("## Runs with results")]
-    assert "| **cyclegan** | tumor | failed | 40.00 |" in fid  # MRI-space FID
+    fid = index[index.index("## Translated images against real ones"):index.index("## Runs with results")]
+    # the relative FID first, the raw FID and its real-vs-real reference beside it
+    assert "### Relative FID, mri-resnet18 features" in fid
+    assert "| **cyclegan** | tumor | failed | 4.000 [FID 40.00 · ref 10.00]{.ci} |" in fid
+    assert "FID, inception-v3 features: no value in any run shown" in fid
+    assert ":hidden:" in index[index.index(":caption: Runs"):]  # the runs table lists them; no second list
     runs_table = index[index.index("## Runs with results"):]
     assert r"partial: cyclegan failed" in runs_table
     unfinished = index[index.index("## Runs without results"):]
@@ -584,6 +590,67 @@ def test_run_page_shows_each_method_minus_the_fixed_references_never_a_best_by_t
     assert row["p_value"] == "0.01" and row["p_holm"] == "0.02"
 
 
+def _add_variant(folder: Path) -> None:
+    """cyclegan+tuned as the runner writes a variant: run.json names its method, its own rows."""
+    run = json.loads((folder / "run.json").read_text())
+    run["methods"]["cyclegan+tuned"] = {
+        "status": "complete", "variant_of": "cyclegan", "supervision": "image_labels+val_masks",
+        "capabilities": ["maps", "scores"], "threshold": 0.3, "aggregate": "top1",
+        "selected": {"map": "ssim", "aggregate": "top1", "criterion": "pixel AUROC (map) + image AUROC (aggregate)"}}
+    (folder / "run.json").write_text(json.dumps(run))
+    shared = "a slice is tumor when its lesion covers at least 0.5% of its brain area"
+    row = {"method": "cyclegan+tuned", "split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40}
+    _add_rows(folder, [
+        {**row, "metric": "auroc", **_ci(0.9, 0.05), "note": "map ssim chosen on validation masks"},
+        {**row, "metric": "ap", **_ci(0.85, 0.05)},
+        {**row, "metric": "pixel_auroc", **_ci(0.93, 0.02)},
+        {**row, "metric": "dice", **_ci(0.44, 0.04), "note": f"threshold=0.3 chosen on validation; {shared}"},
+        {**row, "method": "cyclegan", "metric": "dice", **_ci(0.21, 0.05),
+         "note": f"threshold=0.42 chosen on validation; {shared}"},
+    ])
+
+
+def test_variants_have_their_own_table_beside_their_methods_not_headline_rows(tmp_path, monkeypatch):
+    from reports import figures
+
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    _add_variant(make_run(runs, "r1"))
+    forest_rows: list[str] = []
+    drawn = figures.forest_plot
+    monkeypatch.setattr(figures, "forest_plot", lambda methods, deltas, path: (
+        forest_rows.extend(m.label for m in methods), drawn(methods, deltas, path))[1])
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    start = page.index("::::{container} headline")
+    headline = page[start:page.index("::::\n", start + 30)]
+    assert "cyclegan+tuned" not in headline and "| **cyclegan** | image labels |" in headline
+    caption = "**Tuned variants: the same models, map and aggregate chosen on validation lesion masks.**"
+    # directly after the headline block and its notes, before the forest plot
+    assert page.index("::::\n", start + 30) < page.index(caption) < page.index("forest.png")
+    variants = page[page.index(caption):page.index("forest.png")]
+    (header,) = [ln for ln in variants.splitlines() if ln.startswith("| Variant |")]
+    assert header.startswith(r"| Variant | Supervision | Map, aggregate | AUROC \(base\) | AUROC")
+    assert r"| Pixel AUROC \(base\) | Pixel AUROC | Dice \(base\) | Dice" in header
+    (row,) = [ln for ln in variants.splitlines() if ln.startswith(r"| **cyclegan+tuned** |")]
+    # the base method's value beside the variant's, which has its CI
+    assert row.startswith(r"| **cyclegan+tuned** | image labels + validation masks | ssim, top1 | 0.575 | "
+                          "0.900 [0.85–0.95]{.ci}")
+    assert "| 0.810 | 0.930 [0.91–0.95]{.ci} | 0.210 | 0.440 [0.40–0.48]{.ci}" in row
+    # one set of footnotes for both tables: the Dice note they share is defined once, the
+    # variant's own note under its table
+    results = page[start:page.index("forest.png")]
+    assert results.count("a slice is tumor when its lesion covers at least 0.5% of its brain area") == 1
+    assert "map ssim chosen on validation masks" in variants
+    assert forest_rows == ["resnet18", "intensity", "cyclegan"]  # the forest shows no variant
+    # the detail tables keep the variant's rows, labelled as a variant
+    (threshold_row,) = [ln for ln in _section(page, "### At the validation threshold").splitlines()
+                        if ln.startswith("| **cyclegan+tuned**")]
+    assert threshold_row.startswith(r"| **cyclegan+tuned** *(variant)* | 0.3000 |")
+    index = (out / "index.md").read_text()
+    (board_row,) = [ln for ln in index.splitlines() if ln.startswith(r"| **cyclegan+tuned**")]
+    assert board_row.startswith(r"| **cyclegan+tuned** *(variant)* | image labels + validation masks | 0.900")
+
+
 def test_a_schema_1_run_with_bootstrap_p_values_still_loads_and_renders(tmp_path):
     from harness.results import SCHEMA_VERSION, load_run, read_run
 
@@ -698,6 +765,112 @@ def test_run_page_takes_titles_and_digits_from_the_runs_infos_and_gives_a_new_fa
     assert "| Method | Supervision | Image AUROC |" in page
     section = page[page.index("### Score shape"):]
     assert "| Method | Supervision | Score spread ↓ |" in section
-    assert "| **intensity** | none | 2.3 [1.50–3.25]{.ci} |" in section  # one digit, as the info says
-    assert "- intensity Score spread: spread of the test scores" in section
+    # one digit, as the info says; the one cell's note is a footnote marked in it
+    assert "| **intensity** | none | 2.3 [1.50–3.25]{.ci}[^family0-1] |" in section
+    assert "[^family0-1]: spread of the test scores" in section
     assert "### Other metrics" not in page  # described metrics are not "other"
+
+
+def _set_notes(folder: Path, notes: dict[tuple[str, str, str], str]) -> None:
+    """Set the note of the (method, metric, domain) rows of a run's metrics.json."""
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text())
+    for row in metrics["rows"]:
+        key = (row["method"], row["metric"], row.get("domain") or "all")
+        if key in notes and not row.get("feature_space"):
+            row["note"] = notes[key]
+    path.write_text(json.dumps(metrics))
+
+
+def _notes_of(page: str, heading: str) -> list[str]:
+    """The footnote definitions (without their labels) of the page section under ``heading``."""
+    return [ln.split("]: ", 1)[1] for ln in _section(page, heading).splitlines() if ln.startswith("[^")]
+
+
+def test_a_note_repeated_on_several_rows_appears_once_with_markers(tmp_path):
+    """Each distinct note once per section, as a footnote marked where it applies: a column's
+    header when it concerns the whole column, a row's label for the whole row; notes that differ
+    only in a number are one footnote listing each value with its rows."""
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    ci = "CI resamples 3 subjects with tumor images and 2 without"
+    _add_rows(folder, [{"split": "test", "domain": "all", "feature_space": None, "std": None, "n": 40,
+                        "method": m, "metric": "dice", "value": 0.2, "ci_low": 0.1, "ci_high": 0.3,
+                        "note": f"threshold={t} chosen on validation; all 40 images pooled (healthy ones count)"}
+                       for m, t in (("resnet18", 0.25), ("intensity", 0.5), ("cyclegan", 0.5))])
+    _set_notes(folder, {**{(m, "auroc", "all"): ci for m in ("resnet18", "intensity")},
+                        ("cyclegan", "auroc", "all"): f"maps at 32 px; {ci}",
+                        ("cyclegan", "ap", "all"): "maps at 32 px",
+                        **{("intensity", m, "stratum:FLAIR"): f"{ci}; FLAIR only" for m in ("auroc", "ap")}})
+    render_all(runs, out)
+    page = (out / "r1.md").read_text()
+    results = page[page.index("## Results"):page.index("### At the validation threshold")]
+    assert results.count(ci) == 1 and page.count(ci) == 2  # once under the headline, once in the strata
+    header = next(ln for ln in results.splitlines() if ln.startswith("| Method | Supervision |"))
+    assert "| AUROC[^headline-1] |" in header  # every AUROC: its column
+    assert "| Dice[^headline-2] |" in header  # the thresholds, one footnote
+    assert "[^headline-1]: CI resamples 3 subjects with tumor images and 2 without" in results
+    assert "[^headline-2]: threshold=*a* chosen on validation; all 40 images pooled \\(healthy ones count\\); " \
+           "*a*: 0.25 \\(resnet18\\); 0.5 \\(intensity, cyclegan\\)" in results
+    (row,) = [ln for ln in results.splitlines() if ln.startswith("| **cyclegan**")]
+    assert "| 0.575 [0.52–0.62]{.ci}[^headline-3] | 0.555 [0.50–0.60]{.ci}[^headline-3] |" in row
+    assert "[^headline-3]: maps at 32 px" in results
+    # the strata: two clauses on the same cells are one footnote
+    strata = _section(page, "### By stratum")
+    assert "| 0.990 [0.95–1.03]{.ci}[^strata-1] | 0.990 [0.95–1.03]{.ci}[^strata-1] |" in strata
+    assert _notes_of(page, "### By stratum") == [f"{ci}; FLAIR only"]
+    for heading in ("## Results", "### At the validation threshold", "### By stratum", "### Generated images"):
+        notes = _notes_of(page[:page.index("## What ran")], heading)
+        assert len(notes) == len(set(notes)), (heading, notes)
+
+
+def test_a_feature_space_with_no_value_is_one_line_that_says_why(tmp_path):
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    make_run(runs, "r1")  # inception-v3: every row None, note "Inception weights missing (--inception-weights PATH)"
+    render_all(runs, out)
+    section = _section((out / "r1.md").read_text(), "### Generated images")
+    assert "#### Features: mri-resnet18" in section and section.count("inception-v3") == 1
+    (line,) = [ln for ln in section.splitlines() if "inception-v3" in ln]
+    assert line == r"**Features: inception-v3.** No value for any method (cyclegan): " \
+                   r"Inception weights missing \(--inception-weights PATH\)"
+    assert "| — | — |" not in section  # no table of dashes
+
+
+def test_an_undefined_std_shows_as_a_dash(tmp_path):
+    """A std of one sample, or one that measures no spread (KID whose every subset is the whole
+    set: float32 noise around 0), is a dash, never "± 0.0000"."""
+    from reports.tables import fmt_compact, fmt_mean_std
+
+    assert fmt_compact({"value": 2.6165, "std": 2.1e-6, "n": 24}, 4) == "2.6165 [± —]{.ci}"
+    assert fmt_compact({"value": 0.8, "std": 0.05, "n": 1}, 3) == "0.800 [± —]{.ci}"
+    assert fmt_mean_std({"value": 1.8, "std": 0.1, "n": 20}) == "1.800 ± 0.100"
+    assert fmt_compact({"value": 0.0, "std": 0.0, "n": 5}) == "0.000 [± 0.000]{.ci}"  # a measured spread of 0
+    runs, out = tmp_path / "runs", tmp_path / "reports"
+    folder = make_run(runs, "r1")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    for row in metrics["rows"]:
+        if row["metric"] == "kid" and row["feature_space"] == "mri-resnet18":
+            row["std"] = row["value"] * 1e-8
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    render_all(runs, out)
+    section = _section((out / "r1.md").read_text(), "### Generated images")
+    assert "0.0120 [± —]{.ci}" in section and "± 0.0000" not in section
+
+
+def test_footnotes_keep_their_numbers_in_step_with_the_cells():
+    from reports.footnotes import NotedTable, clauses, footnoted
+
+    assert clauses("a; b (c; d); e;f") == ["a", "b (c; d)", "e;f"]
+    table = NotedTable(["Method", "AUROC", "AP"])
+    for name, n in (("a", 2), ("b", 2), ("c", 3)):
+        row = table.add_row([name, "0.5", "0.4"], name)
+        table.attach(row, 1, f"CI resamples {n} subjects; all {n * 10} images")
+        table.attach(row, 2, "run once" if name == "c" else None)
+    table.attach(2, 1, "run once")
+    ((md, notes),) = footnoted([table], "t")
+    lines = md.splitlines()
+    assert lines[0] == "| Method | AUROC[^t-1] | AP |"  # the whole column
+    assert lines[4] == "| c[^t-2] | 0.5 | 0.4 |"  # the whole row
+    # two clauses whose numbers change in step: one footnote, a value list per row
+    assert notes == [r"[^t-1]: CI resamples *a* subjects; all *b* images; *a*, *b*: 2, 20 \(a, b\); 3, 30 \(c\)",
+                     "[^t-2]: run once"]

@@ -18,7 +18,7 @@ import torch
 from harness.cli import main
 from harness.registry import METHODS
 from harness.results import SCHEMA_VERSION, atomic_write_json, load_run, metric_row
-from runner_toys import TOYS, Interruptible, make_folder_dataset
+from runner_toys import TOYS, Interruptible, Tunable, make_folder_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +32,7 @@ def _env(monkeypatch, tmp_path):
     for name in TOYS:
         METHODS.unregister(name)
     Interruptible.interrupt_once = False
+    Tunable.fits, Tunable.fail_variant_once = 0, False
 
 
 @pytest.fixture
@@ -100,8 +101,10 @@ def test_end_to_end_writes_the_run_folder(dataset, tmp_path, capsys):
     # run-level rows: the shortcut floor beside the method, and the method paired against it
     floor = rows[("shortcut-floor", "auroc")]
     assert floor["note"].startswith("shortcut floor: input feature")
-    delta = rows[("toy-mean", "auroc_delta")]
-    assert delta["other"] == "shortcut-floor" and delta["p_value"] is not None
+    deltas = {r["other"]: r for r in run["metrics"] if r["method"] == "toy-mean" and r["metric"] == "auroc_delta"}
+    assert set(deltas) == {"shortcut-floor", "shortcut-floor-lr"}  # the fixed references of a run without intensity
+    delta = deltas["shortcut-floor"]
+    assert delta["p_value"] is not None
     assert delta["value"] == pytest.approx(rows[("toy-mean", "auroc")]["value"] - floor["value"])
     assert json.loads((folder / "eda" / "eda.json").read_text())["input_audit"]["n"] == info["dataset"]["n_images"]
 
@@ -165,6 +168,50 @@ def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path, fast_eda)
     assert len(list(out.iterdir())) == 1  # resumed in place, no new folder
 
 
+def test_a_variant_is_scored_from_the_same_fit_as_a_method_of_its_own(dataset, tmp_path, fast_eda):
+    """``toy-variant+tuned``: its own run.json entry (supervision, selection, the method's
+    checkpoint), metric rows, scores and examples, from one fit of ``toy-variant``."""
+    code, folder = _run(dataset, tmp_path / "runs", "toy-variant")
+    assert code == 0 and Tunable.fits == 1
+    run = load_run(folder)
+    methods = run["run"]["methods"]
+    assert list(methods) == ["toy-variant", "toy-variant+tuned"]
+    base, tuned = methods["toy-variant"], methods["toy-variant+tuned"]
+    assert tuned["status"] == "complete" and tuned["variant_of"] == "toy-variant" and "variant_of" not in base
+    assert (base["supervision"], tuned["supervision"]) == ("none", "none+val_masks")
+    assert tuned["checkpoint_sha256"] == base["checkpoint_sha256"] and tuned["checkpoint"] == base["checkpoint"]
+    assert tuned["selected"] == {"aggregate": "max", "variant": "tuned"} and tuned["aggregate"] == "max"
+    assert tuned["capabilities"] == ["maps", "scores"] and "fit" not in tuned["timings"]
+    rows = _rows(run)
+    assert rows[("toy-variant+tuned", "auroc")]["value"] != rows[("toy-variant", "auroc")]["value"]
+    assert rows[("toy-variant+tuned", "pixel_auroc")]["value"] is not None
+    paired = [r for r in run["metrics"] if r["metric"] == "auroc_delta" and r["method"] == "toy-variant+tuned"]
+    assert {r["other"] for r in paired} == {"toy-variant", "shortcut-floor", "shortcut-floor-lr"}
+    scores = pd.read_csv(folder / "scores.csv")
+    assert scores.groupby(["method", "split"]).size().to_dict() == {
+        ("toy-variant", "test"): 8, ("toy-variant", "val"): 4, ("toy-variant+tuned", "test"): 8,
+        ("toy-variant+tuned", "val"): 4}
+    assert (folder / "examples" / "toy-variant+tuned.npz").is_file()
+    assert not (folder / "methods" / "toy-variant+tuned").exists()  # nothing trained, nothing stored
+
+
+def test_a_failed_variant_fails_the_run_and_resume_scores_it_again(dataset, tmp_path, fast_eda):
+    Tunable.fail_variant_once = True
+    out = tmp_path / "runs"
+    code, folder = _run(dataset, out, "toy-variant")
+    info = load_run(folder)["run"]
+    assert code == 1 and info["status"] == "failed"
+    assert info["methods"]["toy-variant"]["status"] == "complete"
+    assert info["methods"]["toy-variant+tuned"]["status"] == "failed"
+    assert "fails once" in info["methods"]["toy-variant+tuned"]["error"]
+    assert {r["method"] for r in load_run(folder)["metrics"]} >= {"toy-variant"}
+    assert "toy-variant+tuned" not in {r["method"] for r in load_run(folder)["metrics"]}
+    assert main(["run", "--resume", folder.name, "--output", str(out), "--no-progress"]) == 0
+    done = load_run(folder)
+    assert done["run"]["methods"]["toy-variant+tuned"]["status"] == "complete"
+    assert {"toy-variant", "toy-variant+tuned"} <= {r["method"] for r in done["metrics"]}
+
+
 def test_translating_method_gets_generative_rows(dataset, tmp_path, fast_eda, monkeypatch):
     import harness.metrics.generative_suite as generative_suite
     import harness.feature_space as feature_space
@@ -172,7 +219,7 @@ def test_translating_method_gets_generative_rows(dataset, tmp_path, fast_eda, mo
     seen = {}
 
     def fake_generative(method, data, *, settings, device, seed, working_size, inception_weights, mri,
-                        mri_missing, cache_dir, logger):
+                        mri_missing, cache_dir, logger, realism):
         seen.update(data=data, mri=mri, missing=mri_missing, seed=seed)
         return [metric_row(method, "fid", 1.5, domain="tumor", feature_space="mri-resnet18",
                            n=len(data.real["tumor"]))]
@@ -301,7 +348,7 @@ def test_killed_process_leaves_a_resumable_run(dataset, tmp_path, fast_eda):
     assert main(["run", "--resume", folder.name, "--output", str(out), "--no-progress"]) == 0
     done = load_run(folder)
     assert done["run"]["status"] == "complete"
-    assert {r["method"] for r in done["metrics"]} == {"toy-mean", "toy-sleep", "shortcut-floor"}
+    assert {r["method"] for r in done["metrics"]} == {"toy-mean", "toy-sleep", "shortcut-floor", "shortcut-floor-lr"}
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,19 @@
-"""The shared scorer: maps, gain/offset matching, aggregates, and selection scored as deployed."""
+"""The shared scorer: the paper's plain maps (Baur et al.'s post-processing, Fixed-Point GAN's
+difference), and the tuned variant's maps, gain/offset matching, aggregates and selection."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndimage
 import torch
 from sklearn.metrics import roc_auc_score
 
 from harness.api import ImageSet
-from harness.scoring import (AGGREGATES, MAP_KINDS, aggregate, anomaly_map, deploy, deployed_maps, gain_offset,
-                             local_ssim, select_from_maps, select_scoring)
+from harness.imaging import erode, median_filter
+from harness.scoring import (AGGREGATES, MAP_KINDS, aggregate, anomaly_map, baur_maps, baur_scoring, deploy,
+                             deployed_maps, fixed_point_scoring, gain_offset, local_ssim, residual_modes,
+                             select_from_maps, select_scoring)
 
 
 def test_ssim_is_one_for_identical_images_and_lower_for_changed():
@@ -159,3 +163,77 @@ def test_deployed_maps_refuse_mismatched_healthy_images():
     with pytest.raises(ValueError, match="healthy images"):
         deployed_maps(val, healthy[:, 0])
     assert np.isfinite(deploy(val, healthy, {"map": "ssim", "aggregate": "mean"})[0]).all()
+
+
+# ---------------------------------------------------------------- the paper's plain maps
+
+def test_median_filter_and_erosion_match_scipy():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 20, 17, generator=g)
+    want = np.stack([ndimage.median_filter(x[i, 0].numpy(), 5, mode="mirror") for i in range(3)])
+    np.testing.assert_array_equal(median_filter(x, 5)[:, 0].numpy(), want)
+    mask = torch.rand(3, 1, 20, 17, generator=g) > 0.2
+    cross = ndimage.generate_binary_structure(2, 1)
+    want = np.stack([ndimage.binary_erosion(mask[i, 0].numpy(), cross, iterations=2) for i in range(3)])
+    np.testing.assert_array_equal(erode(mask, 2)[:, 0].numpy(), want)
+    with pytest.raises(ValueError, match="odd"):
+        median_filter(x, 4)
+
+
+def _two_blobs(strata: list[str], size: int = 50) -> tuple[ImageSet, torch.Tensor]:
+    """Identical images with a bright blob (upper left) and a dark blob (lower right) that their
+    healthy version lacks; one image per stratum."""
+    n = len(strata)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    brain = (((yy - 25) / 22.0) ** 2 + ((xx - 25) / 22.0) ** 2 < 1)[None, None].expand(n, 1, size, size).clone()
+    healthy = 0.5 * brain.float()
+    bright = ((yy - 17) ** 2 + (xx - 17) ** 2 < 16)[None, None]
+    dark = ((yy - 33) ** 2 + (xx - 33) ** 2 < 16)[None, None]
+    x = healthy + 0.4 * bright.float() - 0.3 * dark.float()
+    return ImageSet(images=x, labels=torch.ones(n, dtype=torch.long), ids=[str(i) for i in range(n)], brain=brain,
+                    strata=strata), healthy
+
+
+def test_baur_maps_keep_positive_residuals_where_the_sequence_shows_lesions_bright():
+    images, healthy = _two_blobs(["FLAIR", "src/t2", "T1", ""])
+    assert residual_modes(images) == ["positive", "positive", "absolute", "absolute"]
+    maps = baur_maps(images, healthy)
+    for i in range(4):
+        assert maps[i, 17, 17] == pytest.approx(0.4)
+        assert maps[i, 33, 33] == pytest.approx(0.0 if i < 2 else 0.3)
+    assert ImageSet(images=images.images, labels=images.labels, ids=images.ids,
+                    brain=images.brain).sequences() == ["", "", "", ""]  # no strata: |x - x_h|
+
+
+def test_baur_maps_median_filter_spikes_and_erode_the_rim():
+    """A one-pixel residual is noise to the 5 x 5 median filter; a residual on the whole brain
+    survives, except on the rim (50 px: eroded twice) that skull stripping and registration leave."""
+    images, healthy = _two_blobs([""], size=50)
+    spike = healthy.clone()
+    spike[0, 0, 25, 25] += 0.5
+    flat = ImageSet(images=spike, labels=images.labels, ids=images.ids, brain=images.brain)
+    assert baur_maps(flat, healthy).abs().max() == 0
+    everywhere = ImageSet(images=healthy + 0.2 * images.brain, labels=images.labels, ids=images.ids,
+                          brain=images.brain)
+    maps = baur_maps(everywhere, healthy)[0]
+    inner = erode(images.brain, 2)[0, 0]
+    assert torch.allclose(maps[inner], torch.tensor(0.2)) and maps[~inner].abs().max() == 0
+    scores, _ = baur_scoring(everywhere, healthy)
+    assert scores[0] == pytest.approx(0.2 * inner.sum().item() / images.brain.sum().item(), rel=1e-5)
+
+
+def test_baur_maps_are_made_at_the_models_size_and_deployed_at_the_images():
+    val, healthy = _lesioned(12, 32, seed=0)  # healthy at 16 px
+    scores, maps = baur_scoring(val, healthy)
+    assert maps.shape == (12, 32, 32) and maps[~val.brain.squeeze(1)].abs().max() == 0
+    assert roc_auc_score(val.labels.numpy(), scores) > 0.9  # the blob is found without any selection
+    with pytest.raises(ValueError, match="healthy images"):
+        baur_scoring(val, healthy[:3])
+
+
+def test_fixed_point_scoring_is_the_maximum_of_the_raw_difference():
+    images, healthy = _two_blobs(["FLAIR", "T1"])
+    scores, maps = fixed_point_scoring(images, healthy)
+    np.testing.assert_allclose(scores, [0.4, 0.4], rtol=1e-6)  # no smoothing, both signs, max
+    assert maps[0, 33, 33] == pytest.approx(0.3)
+    assert maps[~images.brain.squeeze(1)].abs().max() == 0

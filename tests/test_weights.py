@@ -14,7 +14,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from harness.cli import main
 from harness.metrics import weights
 from harness.metrics.weights import INCEPTION_WEIGHTS_FILE, find_inception_weights, known_weights, weights_command
-from torchvision.models import ResNet18_Weights
+from torchvision.models import ResNet18_Weights, Wide_ResNet50_2_Weights
 
 RESNET18_WEIGHTS_FILE = "resnet18-f37072fd.pth"
 
@@ -81,6 +81,7 @@ def test_fetch_downloads_missing_into_hub_cache(monkeypatch, offline_home, capsy
     monkeypatch.setattr(weights.torch.hub, "download_url_to_file", fake_download)
     assert weights_command(argparse.Namespace(fetch=True, inception_weights=None)) == 0
     assert calls == [(URL_INCEPTION_V3, INCEPTION_WEIGHTS_FILE, "6726825d"),
+                     (Wide_ResNet50_2_Weights.IMAGENET1K_V1.url, "wide_resnet50_2-95faca4d.pth", "95faca4d"),
                      (ResNet18_Weights.IMAGENET1K_V1.url, RESNET18_WEIGHTS_FILE, "f37072fd")]
     out = capsys.readouterr().out
     assert "downloading" in out and "missing  " not in out

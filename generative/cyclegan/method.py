@@ -1,26 +1,30 @@
 """The registered method ``cyclegan``: tumor <-> no_tumor translation as an anomaly scorer.
 
-``fit`` trains the CycleGAN on the train split (tumor = domain A, no_tumor = domain B), then
-picks the anomaly map (raw residual, 1-SSIM, or the gain/offset-matched residual: |d|, its
-brighter or darker part; see :mod:`harness.scoring`) and its aggregate (max, top1, top5, mean)
-on the validation split: the map by pixel AUROC against the lesion masks when val has them (so
-the map localises), the aggregate by image AUROC. ``score`` translates every image to healthy
-with G_AB and scores how much it had to change inside the brain. Selection and scoring share
-one code path (maps made at the model's size, upsampled to the images' size, over the images'
-brain mask), so the recorded validation AUROC is the deployed scorer's.
+``fit`` trains the CycleGAN on the train split (tumor = domain A, no_tumor = domain B).
+``score`` (the main row) translates every image to healthy with G_AB and scores how much it had
+to change, as Fixed-Point GAN does (:func:`harness.scoring.fixed_point_scoring`): the map is
+|translation - x| inside the brain, the image score its maximum; nothing is chosen on validation.
+
+The ``tuned`` variant (reported as ``cyclegan+tuned``, supervision ``image_labels+val_masks``)
+scores the same translations with the map (raw residual, 1-SSIM, or the gain/offset-matched
+residual: |d|, its brighter or darker part) and aggregate (max, top1, top5, mean) picked on the
+validation split by :func:`harness.scoring.select_scoring`: the map by pixel AUROC against the
+lesion masks when val has them, the aggregate by image AUROC. Selection and scoring share one
+code path, so its recorded validation AUROC is the deployed scorer's. The last two image sets'
+translations are kept, so the variant costs no second pass of the generator.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet, Method, ScoreOutput, register_method
-from harness.scoring import deploy, resize, select_scoring
+from harness.scoring import TUNED, deploy, fixed_point_scoring, plain_record, resize, select_scoring
 from harness.training import make_generator
 from generative.cyclegan.networks import from_model_range, to_model_range
 from generative.cyclegan.settings import PROFILE_DEFAULTS, CycleGANSettings
@@ -33,17 +37,22 @@ INFERENCE_BATCH = 32
 class CycleGANMethod(Method):
     capabilities = frozenset({"scores", "maps", "translates"})
     supervision = "image_labels"
-    description = ("CycleGAN tumor<->no_tumor; anomaly map = how much the tumor->healthy "
-                   "generator changes each brain pixel, after removing the image's global "
-                   "gain/offset (map chosen by val pixel AUROC when masks exist, aggregate by "
-                   "val image AUROC)")
+    variants: ClassVar[Mapping[str, str]] = {TUNED: "image_labels+val_masks"}
+    variant_descriptions: ClassVar[Mapping[str, str]] = {
+        TUNED: "the same translations scored with the map (5 kinds, e.g. the gain/offset-matched residual) and "
+               "aggregate (4) chosen on validation lesion masks"}
+    description = ("CycleGAN tumor<->no_tumor; anomaly map = |tumor->healthy translation - image| in the brain, "
+                   "image score = its maximum (Fixed-Point GAN style); cyclegan+tuned: map and aggregate "
+                   "chosen on val lesion masks")
     Settings = CycleGANSettings
     profile_defaults = PROFILE_DEFAULTS
 
     def __init__(self, settings: CycleGANSettings | None = None) -> None:
         super().__init__(settings)
         self.trainer: CycleGANTrainer | None = None
-        self.selected: dict[str, object] = {}
+        self.selected: dict[str, object] = {}  # the main row's record (nothing selected)
+        self.tuned: dict[str, object] = {}  # the tuned variant's selection
+        self._healthy: list[tuple[ImageSet, torch.Tensor]] = []  # the last translations, by ImageSet
 
     # -- training --------------------------------------------------------------------------
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
@@ -58,25 +67,32 @@ class CycleGANMethod(Method):
                         len(images_a), len(images_b), s.image_size, s.epochs, s.decay_epochs)
         self.trainer = CycleGANTrainer(s, ctx.device, ctx.seed, ctx.output_dir, ctx.logger,
                                        amp=ctx.amp, show_progress=ctx.progress)
-        self.selected = {}
+        self.selected, self.tuned = {}, {}
         self.trainer.fit(images_a, images_b, resume=ctx.resume, evaluate=lambda: self._evaluate(val, ctx.mri_fid))
         if not self.selected:  # resumed after the last epoch: no evaluation ran
-            self.selected = self._select(val)
-        ctx.logger.info("cyclegan: selected %s map with %s aggregate by %s (val AUROC %s, pixel AUROC %s)",
-                        self.selected["map"], self.selected["aggregate"], self.selected["criterion"],
-                        _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]))
+            self._select(val)
+        ctx.logger.info("cyclegan: main row val AUROC %s, pixel AUROC %s; cyclegan+%s selected %s map with %s "
+                        "aggregate by %s (val AUROC %s, pixel AUROC %s)", _fmt(self.selected["val_auroc"]),
+                        _fmt(self.selected["val_pixel_auroc"]), TUNED, self.tuned["map"], self.tuned["aggregate"],
+                        self.tuned["criterion"], _fmt(self.tuned["val_auroc"]), _fmt(self.tuned["val_pixel_auroc"]))
 
-    def _select(self, val: ImageSet) -> dict[str, object]:
-        return select_scoring(val, self.to_healthy(val))
+    def _select(self, val: ImageSet) -> None:
+        """The main row's record and the tuned variant's selection with the generator as it is now."""
+        self._healthy = []  # the generator changed since any kept translation
+        healthy = self.to_healthy(val)
+        scores, maps = fixed_point_scoring(val, healthy)
+        self.selected = plain_record(val, scores, maps, "|translation - image| (Fixed-Point GAN)", "max")
+        self.tuned = select_scoring(val, healthy)
 
     def _evaluate(self, val: ImageSet, mri_fid: Callable[[torch.Tensor, torch.Tensor], float | None] | None
                   ) -> dict[str, float | None]:
-        """After every epoch, for the learning curve: the selection as it would be deployed now
-        (validation image and pixel AUROC; after the last epoch it is the selection), and, when
-        the run has an MRI feature network, the FID of validation images translated into each
-        domain against that domain's real validation images."""
-        self.selected = self._select(val)
-        values = {"val_auroc": self.selected["val_auroc"], "val_pixel_auroc": self.selected["val_pixel_auroc"]}
+        """After every epoch, for the learning curve: the main row's validation image and pixel
+        AUROC and the tuned variant's as they would be deployed now (after the last epoch they are
+        the records), and, when the run has an MRI feature network, the FID of validation images
+        translated into each domain against that domain's real validation images."""
+        self._select(val)
+        values = {"val_auroc": self.selected["val_auroc"], "val_pixel_auroc": self.selected["val_pixel_auroc"],
+                  "val_auroc_tuned": self.tuned["val_auroc"], "val_pixel_auroc_tuned": self.tuned["val_pixel_auroc"]}
         if mri_fid is not None:
             tumor, healthy = val.of_label(1).images, val.of_label(0).images
             values["val_mri_fid_no_tumor"] = mri_fid(healthy, self.translate(tumor, NO_TUMOR))
@@ -86,10 +102,16 @@ class CycleGANMethod(Method):
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
         healthy = self.to_healthy(images)
-        scores, maps = deploy(images, healthy, self.selected)
+        scores, maps = fixed_point_scoring(images, healthy)
         translated = resize(healthy, tuple(images.images.shape[-2:]))
         return ScoreOutput(scores=scores, maps=maps.numpy(),
                            extras={"translated": translated.squeeze(1).numpy()})
+
+    def score_variant(self, images: ImageSet, variant: str) -> ScoreOutput:
+        if variant != TUNED:
+            raise ValueError(f"cyclegan has no variant {variant!r}; it has {TUNED!r}")
+        scores, maps = deploy(images, self.to_healthy(images), self.tuned)
+        return ScoreOutput(scores=scores, maps=maps.numpy())
 
     def translate(self, images: torch.Tensor, to_domain: str) -> torch.Tensor:
         self._require_fitted()
@@ -106,10 +128,14 @@ class CycleGANMethod(Method):
         return {} if self.trainer is None else {k: list(v) for k, v in self.trainer.curves.items()}
 
     def selection(self) -> dict[str, Any]:
-        """The map and aggregate chosen on validation, and the discriminator's patch size."""
+        """The main row's map, aggregate and validation AUROC, and the discriminator's patch size."""
         if self.trainer is None:
             return dict(self.selected)
         return {**self.selected, "discriminator": self.trainer.discriminator()}
+
+    def variant_selection(self, variant: str) -> dict[str, Any]:
+        """The map and aggregate the tuned variant chose on validation."""
+        return dict(self.tuned) if variant == TUNED else {}
 
     def checkpoint(self) -> Path | None:
         return None if self.trainer is None else self.trainer.checkpointer.last_path
@@ -123,6 +149,7 @@ class CycleGANMethod(Method):
             raise FileNotFoundError(f"no cyclegan checkpoint under {output_dir / 'checkpoints'}")
         epoch, state = last
         self.trainer.load_state_dict(state)
+        self._healthy = []
         return epoch
 
     # -- helpers ---------------------------------------------------------------------------
@@ -131,10 +158,17 @@ class CycleGANMethod(Method):
             raise RuntimeError("cyclegan: call fit() before score() or translate()")
 
     def to_healthy(self, images: ImageSet) -> torch.Tensor:
-        """The tumor->healthy translation at the model's size (what the anomaly maps compare with)."""
+        """The tumor->healthy translation at the model's size (what the anomaly maps compare with).
+        The last two ImageSets' are kept (the runner scores val and test by the main row, then by
+        the variant): the same object gets the same tensor back without running G_AB again."""
         self._require_fitted()
         assert self.trainer is not None
-        return self._run(self.trainer.G_AB, images.resized(self.settings.image_size).images)
+        for seen, healthy in self._healthy:
+            if seen is images:
+                return healthy
+        healthy = self._run(self.trainer.G_AB, images.resized(self.settings.image_size).images)
+        self._healthy = [*self._healthy[-1:], (images, healthy)]
+        return healthy
 
     @torch.no_grad()
     def _run(self, generator: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

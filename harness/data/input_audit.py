@@ -15,13 +15,23 @@ the loaded :class:`~harness.data.types.ImageSet`, inside its brain mask:
 - ``axial_position``: the slice height where the dataset records it (``meta["z"]`` of a
   record: the embedded cohort's MNI z index), else "not available".
 
+Where the images carry lesion masks, every intensity feature (median, iqr, sharpness, noise) is
+computed on the brain **minus the lesion mask dilated by** :data:`LESION_MARGIN_PX`: a lesion's
+own pixels are what a detector should find, so letting them move a "shortcut" feature would make
+the floor a weak lesion detector and flag the lesion itself as a shortcut. What the lesion still
+changes outside that margin (mass effect; the per-image scaling at load, which a bright lesion
+lowers for the whole slice) stays in, as it stays in the model's input. ``brain_area`` is the
+brain mask's area as before.
+
 Strength is max(AUROC, 1 - AUROC) and a feature is flagged at ``SHORTCUT_THRESHOLD`` (0.70), as in
 the file audit. What it cannot see: any cue that none of these numbers summarise (texture,
 shape, a scanner's artefact pattern, annotations burnt into the image), and combinations of
 features; a clean audit is not a proof that no shortcut exists.
 
 :func:`choose_feature` picks the feature behind the run's **shortcut floor**
-(:func:`harness.metrics.comparison_suite.shortcut_floor`): the one that best separates the labels on validation.
+(:func:`harness.metrics.comparison_suite.shortcut_floor`): the one that best separates the labels on
+validation. The combinations are the **logistic-regression floor**'s
+(:mod:`harness.metrics.lr_floor`), fitted on every feature of the train split.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+from scipy import ndimage
 from sklearn.metrics import roc_auc_score
 
 from harness.data.file_audit import POSITIVE_LABEL, SHORTCUT_THRESHOLD, auroc_entry
@@ -37,12 +48,19 @@ from harness.data.loading import load_imageset
 from harness.data.splits import SPLITS, Split
 from harness.data.types import DataSource, ImageSet, Record
 
-__all__ = ["FEATURES", "AUDIT_SIZE", "axial_positions", "choose_feature", "input_features", "input_audit",
+__all__ = ["FEATURES", "AUDIT_SIZE", "LESION_MARGIN_PX", "axial_positions", "audit_region", "choose_feature", "input_features", "input_audit",
            "load_inputs"]
 
 FEATURES = ("median", "iqr", "brain_area", "sharpness", "noise", "axial_position")
 AUDIT_SIZE = 128  # the size `data eda` loads at (the quick profile's); a run audits its own size
 _NOISE_SCALE = math.sqrt(math.pi / 2.0) / 6.0
+# Pixels (at the loaded size) a lesion mask is grown by before its region leaves the audit: the
+# antialiased resize at load spreads a lesion's edge over about one output pixel while its mask
+# is resized nearest (up to half a pixel off), and the soft outline of a lesion (oedema fading
+# out, the 0.5-membership cut of the ground truth) leaves a partial-volume rim outside the mask.
+# Two pixels cover both; a wider margin would remove more healthy tissue from tumor images only,
+# which itself makes the region differ by label.
+LESION_MARGIN_PX = 2
 
 
 def axial_positions(records: Iterable[Record]) -> dict[str, float]:
@@ -71,19 +89,37 @@ def _masked(values: np.ndarray, mask: np.ndarray, reduce) -> np.ndarray:
     return np.array([reduce(v[m]) if m.any() else np.nan for v, m in zip(values, mask)], dtype=float)
 
 
+def audit_region(images: ImageSet) -> np.ndarray:
+    """Bool (N, H, W): the brain minus each lesion mask dilated by :data:`LESION_MARGIN_PX` (the
+    brain itself where the set has no masks), the pixels the intensity features read."""
+    brain = images.brain.detach().cpu().numpy()[:, 0].astype(bool)
+    if images.masks is None:
+        return brain
+    lesions = images.masks.detach().cpu().numpy()[:, 0].astype(bool)
+    grown = ndimage.binary_dilation(lesions, structure=_disk(LESION_MARGIN_PX)[None])  # per image: depth 1
+    return brain & ~grown
+
+
+def _disk(radius: int) -> np.ndarray:
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    return yy * yy + xx * xx <= radius * radius
+
+
 def input_features(images: ImageSet, positions: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
-    """Each feature of :data:`FEATURES` for every image (NaN where it cannot be computed)."""
+    """Each feature of :data:`FEATURES` for every image (NaN where it cannot be computed); the
+    intensity features read :func:`audit_region` only."""
     x = images.images[:, 0].detach().cpu().numpy().astype(np.float64)
     brain = images.brain.detach().cpu().numpy().reshape(x.shape).astype(bool)
-    inner = _interior(brain)[:, 1:-1, 1:-1]
+    region = audit_region(images)
+    inner = _interior(region)[:, 1:-1, 1:-1]
     core = x[:, 1:-1, 1:-1]
     laplacian = x[:, :-2, 1:-1] + x[:, 2:, 1:-1] + x[:, 1:-1, :-2] + x[:, 1:-1, 2:] - 4.0 * core
     diagonals = x[:, :-2, :-2] + x[:, :-2, 2:] + x[:, 2:, :-2] + x[:, 2:, 2:]
     immerkaer = diagonals - 2.0 * (x[:, :-2, 1:-1] + x[:, 2:, 1:-1] + x[:, 1:-1, :-2] + x[:, 1:-1, 2:]) + 4.0 * core
     positions = positions or {}
     return {
-        "median": _masked(x, brain, np.median),
-        "iqr": _masked(x, brain, lambda v: float(np.subtract(*np.percentile(v, [75, 25])))),
+        "median": _masked(x, region, np.median),
+        "iqr": _masked(x, region, lambda v: float(np.subtract(*np.percentile(v, [75, 25])))),
         "brain_area": brain.mean(axis=(1, 2)),
         "sharpness": _masked(laplacian, inner, np.var),
         "noise": _masked(np.abs(immerkaer), inner, np.mean) * _NOISE_SCALE,
@@ -118,7 +154,9 @@ def input_audit(sets: Mapping[str, ImageSet], positions: Mapping[str, float] | N
     audit: dict = {"threshold": SHORTCUT_THRESHOLD, "positive_label": POSITIVE_LABEL, "n": int(labels.size),
                    "splits": {name: len(s) for name, s in sets.items()},
                    "image_size": int(next(iter(sets.values())).images.shape[-1]) if sets else None,
-                   "features": [], "flagged": []}
+                   "features": [], "flagged": [],
+                   # intensity features leave out each lesion mask grown by this many pixels (None: no masks)
+                   "lesion_margin_px": LESION_MARGIN_PX if any(s.masks is not None for s in sets.values()) else None}
     if np.unique(labels).size < 2:
         audit["verdict"] = "not applicable: needs images of both labels"
         return audit

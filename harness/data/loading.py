@@ -56,7 +56,8 @@ def load_imageset(source: DataSource, split: Split, which: str, size: int,
         images = torch.zeros((0, 1, size, size))
         masks = None
     labels = torch.tensor([1 if r.label == TUMOR else 0 for r in records], dtype=torch.long)
-    return ImageSet(images=images, labels=labels, ids=ids, brain=brain_mask(images), masks=masks)
+    return ImageSet(images=images, labels=labels, ids=ids, brain=brain_mask(images), masks=masks,
+                    strata=[r.stratum for r in records])
 
 
 def _masks_usable(records: list[Record]) -> bool:

@@ -104,7 +104,10 @@ class ImageSet:
     ``images`` are single-channel float32 in [0, 1], shape (N, 1, H, W). ``masks`` are the
     ground-truth lesion masks (bool, same shape) when the dataset has them, else None.
     ``brain`` is a brain/foreground mask (bool) computed from the image, so that scores and
-    maps ignore the background.
+    maps ignore the background. ``strata`` are the images' acquisition strata (``Record.stratum``:
+    the MRI sequence for the embedded cohort and volume sources, ``source/sequence`` for a
+    multi-source cohort, "" when unknown), None when the loader did not record them; a method
+    whose choice depends on the sequence (which lesions are bright) reads :meth:`sequences`.
     """
 
     images: torch.Tensor
@@ -112,6 +115,7 @@ class ImageSet:
     ids: list[str]
     brain: torch.Tensor
     masks: torch.Tensor | None = None
+    strata: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -126,7 +130,16 @@ class ImageSet:
             ids=[self.ids[i] for i in idx.tolist()],
             brain=self.brain[idx],
             masks=None if self.masks is None else self.masks[idx],
+            strata=None if self.strata is None else [self.strata[i] for i in idx.tolist()],
         )
+
+    def sequences(self) -> list[str]:
+        """Each image's MRI sequence in lower case: the last part of its stratum ("" when unknown).
+        In a multi-source cohort a source that names no sequence gives its source name here,
+        which matches no sequence rule."""
+        if self.strata is None:
+            return [""] * len(self)
+        return [s.rsplit("/", 1)[-1].strip().lower() for s in self.strata]
 
     def of_label(self, label: int) -> ImageSet:
         return self.subset((self.labels == label).nonzero().flatten())
@@ -147,4 +160,5 @@ class ImageSet:
             ids=self.ids,
             brain=nearest(self.brain),
             masks=None if self.masks is None else nearest(self.masks),
+            strata=self.strata,
         )

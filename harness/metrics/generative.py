@@ -1,4 +1,5 @@
-"""Per-domain FID, IS, KID, reference FID and target rate of translated images, via torch-fidelity.
+"""Per-domain FID, IS, KID, reference FID and target rate of translated images, via torch-fidelity,
+and the Fréchet Radiomics Distance beside them (:mod:`harness.metrics.frd`).
 
 For each domain d (tumor, no_tumor) the real test images of d are compared with the test
 images of the other domain translated into d, in each feature space (Inception-v3 and the
@@ -9,20 +10,19 @@ can be cached by content and one extraction serves every row.
 What makes the numbers comparable (docs/results-schema.md, README "Metrics"):
 
 * **Same resolution path.** A method that translates at a working size below the evaluation
-  size returns upsampled images; the real images are taken down to that size and back up the
-  same way (antialiased bilinear), so the distance measures translation, not lost resolution.
-* **Equal n.** ``fid``, ``kid`` and ``is`` use one seeded subsample of n images per set, n the
-  smallest of the four counts (real and translated, both domains): FID is biased by n, and the
-  tumor and no_tumor rows sit side by side.
-* **Subject-disjoint reference.** ``fid_reference`` is the mean ± sd over seeded partitions of
-  the real images into halves that share no subject (:mod:`harness.metrics.subject_halves`),
-  each half subsampled to h images (equal across domains); ``fid_relative`` (Woodland et al.,
-  MICCAI 2024) = mean FID(real half A, h translated) / that mean, so 1 means "as far from the
-  real images as real images of other subjects are".
+  size returns upsampled images; the real images (test and, for the target rate's threshold,
+  validation) are taken down to that size and back up the same way (antialiased bilinear), so
+  the distance measures translation, not lost resolution.
+* **Equal n and subject-disjoint references** (:mod:`harness.metrics.generative_plan`):
+  ``fid``, ``kid`` and ``is`` use one seeded subsample of n images per set; ``fid_reference``
+  is the mean ± sd over seeded partitions of the real images into halves A and B that share no
+  subject; ``fid_relative`` (Woodland et al., MICCAI 2024) = mean FID(A, translated images from
+  source subjects outside A) / that mean, all sets of h images, so 1 means "as far from the real
+  images as real images of other subjects are".
 * **Inception input.** uint8 images at their own size go through torch-fidelity's own
   TF1-compatible resize to 299 px; nothing is resized before it.
 * **A rate with a direction.** The MRI space reports ``target_rate`` (:mod:`.target_rate`)
-  instead of a 2-class IS.
+  instead of a 2-class IS, with ``target_rate_reference`` (the rate of real images) beside it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,15 +48,19 @@ from harness.metrics.feature_cache import FeatureCache, FeatureDict, cache_key
 from harness.metrics.feature_spaces import (
     INCEPTION_SPACE, FeatureSpace, FeatureSpaceUnavailable, MRIExtractor, mri_space, resolve_inception,
 )
-from harness.metrics.subject_halves import Halves, subject_halves
+from harness.metrics.frd import (
+    FRD_METRICS, FRD_SPACE, RadiomicsFeatures, RadiomicsUnavailable, frd_rows, radiomics_extractor,
+)
+from harness.metrics.generative_plan import (
+    DOMAINS, MIN_IMAGES, DomainGroups, Plan, draws_problem, make_plan, mean_sd, partitions_text, relative,
+)
+from harness.metrics.realism_space import REALISM_METRICS, REALISM_SPACE
 from harness.metrics.target_rate import target_rate, validation_threshold
 from harness.results import metric_row
 
-DOMAINS = ("tumor", "no_tumor")
 INCEPTION_METRICS = ("fid", "is", "kid", "fid_reference", "fid_relative")
-MRI_METRICS = ("fid", "kid", "fid_reference", "fid_relative", "target_rate", "target_rate_real")
+MRI_METRICS = ("fid", "kid", "fid_reference", "fid_relative", "target_rate", "target_rate_reference")
 MRI_MISSING_SPACE = "mri"  # feature_space of the MRI rows when no MRI network was given
-MIN_IMAGES = 2  # a covariance, a KID subset and an IS split all need at least two
 REFERENCE_PARTITIONS = 5
 BATCH_SIZE = 32
 
@@ -119,49 +122,6 @@ class _Domain:
     source_groups: np.ndarray  # subject of the source image of each translated image
 
 
-@dataclass
-class _Plan:
-    """The seeded subsamples shared by every feature space (so spaces compare like with like)."""
-
-    n: int  # equal n of fid, kid, is
-    real_idx: dict[str, np.ndarray]
-    translated_idx: dict[str, np.ndarray]
-    halves: dict[str, list[Halves] | str]  # per domain: partitions, or why there are none
-    h: int  # images per half (equal across domains); 0 when no domain has halves
-    half_idx: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]  # (A, B, translated) per partition
-
-
-def _choose(n_total: int, k: int, rng: np.random.Generator) -> np.ndarray:
-    return np.sort(rng.permutation(n_total)[:k])
-
-
-def _plan(domains: dict[str, _Domain], settings: MetricSettings, seed: int, partitions: int) -> _Plan:
-    limit = settings.generative_max_images or math.inf
-    n = int(min([limit] + [min(len(d.real), len(d.translated)) for d in domains.values()]))
-    real_idx, translated_idx, halves = {}, {}, {}
-    for name, d in domains.items():
-        i = DOMAINS.index(name)  # seeds per domain, whichever domains are evaluated
-        real_idx[name] = _choose(len(d.real), n, np.random.default_rng([seed, i, 0]))
-        translated_idx[name] = _choose(len(d.translated), n, np.random.default_rng([seed, i, 1]))
-        try:
-            halves[name] = subject_halves(d.real_groups, partitions, seed)
-        except ValueError as exc:
-            halves[name] = f"real {name} images: {exc}"
-    sizes = [min(len(p.a), len(p.b), len(domains[name].translated))
-             for name, parts in halves.items() if not isinstance(parts, str) for p in parts]
-    h = int(min([limit] + sizes)) if sizes else 0
-    half_idx = {}
-    for name, parts in halves.items():
-        if isinstance(parts, str) or h < MIN_IMAGES:
-            continue
-        half_idx[name] = []
-        for k, p in enumerate(parts):
-            rng = np.random.default_rng([seed, DOMAINS.index(name), 2, k])
-            half_idx[name].append((p.a[_choose(len(p.a), h, rng)], p.b[_choose(len(p.b), h, rng)],
-                                   _choose(len(domains[name].translated), h, rng)))
-    return _Plan(n, real_idx, translated_idx, halves, h, half_idx)
-
-
 def _take(feats: FeatureDict, idx: np.ndarray) -> FeatureDict:
     index = torch.as_tensor(idx, dtype=torch.long)
     return {k: v[index] for k, v in feats.items()}
@@ -186,15 +146,6 @@ def _reference_fid(half_a: FeatureDict, half_b: FeatureDict, layer: str) -> floa
     if key not in _REFERENCE_FIDS:
         _REFERENCE_FIDS[key] = _fid(half_a, half_b, layer)
     return _REFERENCE_FIDS[key]
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float | None]:
-    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
-
-
-def _range(values: Sequence[int]) -> str:
-    lo, hi = min(values), max(values)
-    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 class _SpaceEvaluator:
@@ -236,7 +187,7 @@ class _SpaceEvaluator:
         return metric_row(self.method, metric, value, domain=domain, feature_space=self.space.id, std=std,
                           ci_low=ci[0], ci_high=ci[1], n=n, note=f"{self.space.description}; {note}")
 
-    def rows(self, domain: str, data: _Domain, plan: _Plan, path_note: str,
+    def rows(self, domain: str, data: _Domain, plan: Plan, path_note: str,
              threshold: float | None | str = None) -> list[dict]:
         real_f = self.features(data.real, f"real {domain}", cached=True)
         tr_f = self.features(data.translated, f"translated {domain}", cached=False)
@@ -264,62 +215,54 @@ class _SpaceEvaluator:
             out.update(self._rate_rows(domain, data, real_f, tr_f, threshold, path_note))
         return [out[m] for m in self.space.metrics]
 
-    def _reference_rows(self, domain: str, real_f: FeatureDict, tr_f: FeatureDict, plan: _Plan,
+    def _reference_rows(self, domain: str, real_f: FeatureDict, tr_f: FeatureDict, plan: Plan,
                         path_note: str) -> dict[str, dict]:
-        parts = plan.halves[domain]
-        if isinstance(parts, str) or domain not in plan.half_idx:
-            why = parts if isinstance(parts, str) else f"halves of only {plan.h} images (need >= {MIN_IMAGES})"
-            return {m: self._row(domain, m, note=f"not computed: {why}")
-                    for m in ("fid_reference", "fid_relative")}
+        why = draws_problem(plan, domain)
+        if why is not None:
+            return {m: self._row(domain, m, note=f"not computed: {why}") for m in ("fid_reference", "fid_relative")}
         layer, h = self.space.layer("fid"), plan.h
         refs, matched = [], []
-        for a, b, t in plan.half_idx[domain]:
-            half_a = _take(real_f, a)
-            refs.append(_reference_fid(half_a, _take(real_f, b), layer))
-            matched.append(_fid(half_a, _take(tr_f, t), layer))
-        ref, ref_sd = _mean_sd(refs)
-        num, num_sd = _mean_sd(matched)
-        how = (f"{len(parts)} seeded partitions of the real {domain} images into halves that share no subject "
-               f"(subjects per half {_range([p.subjects_a for p in parts] + [p.subjects_b for p in parts])}, "
-               f"images per half {_range([len(p.a) for p in parts] + [len(p.b) for p in parts])}), each half "
-               f"subsampled to h={h} images (equal across domains); {path_note}")
-        sd_text = f" ± {ref_sd:.4g}" if ref_sd is not None else ""
+        for d in plan.draws[domain]:
+            half_a = _take(real_f, d.a)
+            refs.append(_reference_fid(half_a, _take(real_f, d.b), layer))
+            matched.append(_fid(half_a, _take(tr_f, d.translated), layer))
+        how = (f"{partitions_text(plan, domain)}; A, B and the translated draw each subsampled to h={h} images "
+               f"(equal across partitions and domains); {path_note}")
+        ref, ref_sd = mean_sd(refs)
         rows = {"fid_reference": self._row(domain, "fid_reference", ref, std=ref_sd, n=h,
-                                           note=f"mean ± sd over {how}")}
+                                           note=f"mean ± sd of FID(A, B) over {how}")}
         if ref <= 0:
             rows["fid_relative"] = self._row(domain, "fid_relative", n=h,
                                              note="not computed: fid_reference is 0 (identical real halves)")
             return rows
-        value = num / ref
-        cvs = [sd / mean for sd, mean in ((num_sd, num), (ref_sd, ref)) if sd is not None and mean > 0]
-        std = value * math.sqrt(sum(c * c for c in cvs)) if cvs else None
-        num_text = f"{num:.4g}" + (f" ± {num_sd:.4g}" if num_sd is not None else "")
+        value, std, text = relative(matched, refs)
         rows["fid_relative"] = self._row(
             domain, "fid_relative", value, std=std, n=h,
-            note=f"mean FID(real half A, h={h} translated) = {num_text} over fid_reference {ref:.4g}{sd_text} "
-                 f"(std combines both spreads); 1 = as far as real images of other subjects; {how}")
+            note=f"mean FID(A, h={h} translated) {text}; 1 = as far as real images of other subjects; {how}")
         return rows
 
     def _rate_rows(self, domain: str, data: _Domain, real_f: FeatureDict, tr_f: FeatureDict,
                    threshold: float | None | str, path_note: str) -> dict[str, dict]:
         if not isinstance(threshold, float):
             why = threshold if isinstance(threshold, str) else "validation holds one class, so no threshold"
-            return {m: self._row(domain, m, note=f"not computed: {why}") for m in ("target_rate", "target_rate_real")}
+            return {m: self._row(domain, m, note=f"not computed: {why}")
+                    for m in ("target_rate", "target_rate_reference")}
         s, logits = self.settings, self.space.layer("isc")
         source = "no_tumor" if domain == "tumor" else "tumor"
         rates = {
             "target_rate": (target_rate(tr_f[logits], domain, threshold, data.source_groups, s.bootstrap, s.ci,
                                         self.seed),
                             f"share of the {source} test images translated into {domain} that the classifier "
-                            f"assigns to {domain}; higher is better; its ceiling is target_rate_real"),
-            "target_rate_real": (target_rate(real_f[logits], domain, threshold, data.real_groups, s.bootstrap, s.ci,
-                                             self.seed),
-                                 f"share of real {domain} test images the classifier assigns to {domain}: the "
-                                 f"ceiling of target_rate"),
+                            f"assigns to {domain}; higher is better; compare with target_rate_reference"),
+            "target_rate_reference": (
+                target_rate(real_f[logits], domain, threshold, data.real_groups, s.bootstrap, s.ci, self.seed),
+                f"share of real {domain} test images the classifier assigns to {domain}: a reference for "
+                f"target_rate, not a ceiling (smoothed images can pass the classifier more often than real ones)"),
         }
         return {m: self._row(domain, m, r.value, ci=(r.ci_low, r.ci_high), n=r.n,
-                             note=f"{what}; threshold {threshold:.6g} (logit margin, Youden's J on validation); "
-                                  f"CI resamples {r.subjects} subjects; all {r.n} images; {path_note}")
+                             note=f"{what}; threshold {threshold:.6g} (logit margin, Youden's J on validation "
+                                  f"images taken through the same resolution path); CI resamples {r.subjects} "
+                                  f"subjects; all {r.n} images; {path_note}")
                 for m, (r, what) in rates.items()}
 
 
@@ -353,9 +296,11 @@ def _prepare(data: Translations, domain: str, working_size: int | None) -> tuple
                    np.asarray(data.source_groups[domain], dtype=str)), note
 
 
-def _spaces(inception_weights: str | None, mri: MRIExtractor | None, mri_missing: str
+def _spaces(inception_weights: str | None, mri: MRIExtractor | None, mri_missing: str,
+            realism: tuple[FeatureSpace | None, str] | None = None
             ) -> list[tuple[str, FeatureSpace | str, tuple[str, ...]]]:
-    """(row id, space or why it is unavailable, its metrics) in report order."""
+    """(row id, space or why it is unavailable, its metrics) in report order; ``realism``: the
+    ``realism-ssl`` space or why it is missing (None: not part of this evaluation)."""
     try:
         inception: FeatureSpace | str = resolve_inception(inception_weights)
     except FeatureSpaceUnavailable as exc:
@@ -365,36 +310,54 @@ def _spaces(inception_weights: str | None, mri: MRIExtractor | None, mri_missing
         out.append((MRI_MISSING_SPACE, mri_missing, MRI_METRICS))
     else:
         out.append((mri.space, mri_space(mri), MRI_METRICS))
+    if realism is not None:
+        out.append((REALISM_SPACE, realism[0] or realism[1], REALISM_METRICS))
     return out
 
 
-def _threshold(evaluator: _SpaceEvaluator, mri: MRIExtractor) -> float | str | None:
-    """The MRI classifier's validation threshold, or why it has none (a string)."""
+def _threshold(evaluator: _SpaceEvaluator, mri: MRIExtractor, working_size: int | None) -> float | str | None:
+    """The MRI classifier's validation threshold, or why it has none (a string). The validation
+    images take the translating method's resolution path, as the real and translated test images
+    the threshold is applied to do: a threshold fixed on sharper images would not transfer."""
     problem = image_problem(mri.val_images)
     if problem is not None:
         return f"validation images: {problem}"
-    feats = evaluator.features(to_uint8(mri.val_images), "validation", cached=True)
+    val = resolution_path(mri.val_images.detach().float().cpu(), working_size)[0]
+    feats = evaluator.features(to_uint8(val), "validation", cached=True)
     return validation_threshold(feats[evaluator.space.layer("isc")], mri.val_labels.cpu())
+
+
+def _radiomics(cache: FeatureCache, logger: logging.Logger, method: str) -> RadiomicsFeatures | str:
+    try:
+        return RadiomicsFeatures(radiomics_extractor(), cache, logger)
+    except RadiomicsUnavailable as exc:
+        logger.warning("%s: FRD not computed: %s", method, exc)
+        return str(exc)
 
 
 def evaluate_generative(method: str, data: Translations, *, settings: MetricSettings, device: torch.device,
                         seed: int, working_size: int | None, inception_weights: str | None,
                         mri: MRIExtractor | None, cache_dir: Path, logger: logging.Logger,
                         mri_missing: str = "no MRI-domain network (no method with the features capability)",
-                        partitions: int = REFERENCE_PARTITIONS) -> list[dict]:
+                        partitions: int = REFERENCE_PARTITIONS, frd: bool = True,
+                        realism: tuple[FeatureSpace | None, str] | None = None) -> list[dict]:
     """Metric rows (docs/results-schema.md) for every domain and feature space.
 
     ``working_size``: the translating method's ``Method.working_size`` (None: the images' own
     size). ``mri``: the MRI-domain network, or None with ``mri_missing`` saying why.
-    ``partitions``: seeded subject partitions behind ``fid_reference``. Missing weights, too few
-    images or subjects and bad input give rows with ``value: None`` and the reason in ``note``;
-    this never raises for them.
+    ``realism``: the ``realism-ssl`` space (:mod:`harness.metrics.realism_space`) or None and
+    why not; None for the pair leaves its rows out. ``partitions``: seeded subject partitions
+    behind ``fid_reference``. ``frd``: also the FRD rows (:mod:`harness.metrics.frd`; False only
+    where a caller measures something else, as tests of FID do, since radiomics extraction costs
+    seconds). Missing weights or packages, too few images or subjects and bad input give rows
+    with ``value: None`` and the reason in ``note``; this never raises for them.
     """
     cache = FeatureCache(Path(cache_dir), logger)
     prepared = {d: _prepare(data, d, working_size) for d in DOMAINS if d in data.translated}
     ready = {d: p[0] for d, p in prepared.items() if not isinstance(p, str)}
-    plan = _plan(ready, settings, seed, partitions) if ready else None
-    spaces = _spaces(inception_weights, mri, mri_missing)
+    groups = {d: DomainGroups(x.real_groups, x.source_groups) for d, x in ready.items()}
+    plan = make_plan(groups, settings.generative_max_images, seed, partitions)
+    spaces = _spaces(inception_weights, mri, mri_missing, realism)
     evaluators: dict[str, _SpaceEvaluator | str] = {}
     for sid, space, _ in spaces:
         if isinstance(space, str):
@@ -402,6 +365,7 @@ def evaluate_generative(method: str, data: Translations, *, settings: MetricSett
             evaluators[sid] = space
         else:
             evaluators[sid] = _SpaceEvaluator(method, space, settings, device, seed, cache, logger)
+    radiomics = _radiomics(cache, logger, method) if frd and prepared else None
     thresholds: dict[str, float | str | None] = {}
     rows: list[dict] = []
     for domain, item in prepared.items():
@@ -411,7 +375,7 @@ def evaluate_generative(method: str, data: Translations, *, settings: MetricSett
             if problem is None:
                 try:
                     if "target_rate" in metrics and sid not in thresholds:
-                        thresholds[sid] = _threshold(evaluator, mri)
+                        thresholds[sid] = _threshold(evaluator, mri, working_size)
                     rows.extend(evaluator.rows(domain, item[0], plan, item[1], thresholds.get(sid)))
                     continue
                 except FeatureSpaceUnavailable as exc:
@@ -419,4 +383,12 @@ def evaluate_generative(method: str, data: Translations, *, settings: MetricSett
                     evaluators[sid] = problem = str(exc)
             rows.extend(metric_row(method, m, None, domain=domain, feature_space=sid, note=f"not computed: {problem}")
                         for m in metrics)
+        if radiomics is None:
+            continue
+        problem = radiomics if isinstance(radiomics, str) else item if isinstance(item, str) else None
+        if problem is None:
+            rows.extend(frd_rows(method, domain, item[0].real, item[0].translated, plan, seed, radiomics, item[1]))
+        else:
+            rows.extend(metric_row(method, m, None, domain=domain, feature_space=FRD_SPACE,
+                                   note=f"not computed: {problem}") for m in FRD_METRICS)
     return rows

@@ -1,5 +1,6 @@
 """The ``generative`` suite: per-domain FID, KID, IS, reference and relative FID and target rates
-of a translating method's test translations, in each feature space (:mod:`harness.metrics.generative`)."""
+of a translating method's test translations, in each feature space (:mod:`harness.metrics.generative`),
+and the Fréchet Radiomics Distance with its reference and relative form (:mod:`harness.metrics.frd`)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ GENERATIVE_INFOS = (
     MetricInfo("kid", "KID", "generative", digits=4, higher_is_better=False),
     MetricInfo("is", "IS", "generative", higher_is_better=True),
     MetricInfo("target_rate", "Target rate", "generative", higher_is_better=True),
-    MetricInfo("target_rate_real", "Target rate of real images (ceiling)", "generative"),
+    MetricInfo("target_rate_reference", "Target rate of real images (reference)", "generative"),
+    MetricInfo("frd", "FRD (d², radiomics)", "generative", digits=2, higher_is_better=False),
+    MetricInfo("frd_reference", "Reference FRD (real vs real)", "generative", digits=2),
+    MetricInfo("frd_relative", "Relative FRD", "generative", higher_is_better=False),
 )
 
 
@@ -29,4 +33,4 @@ class GenerativeSuite(MetricSuite):
         return evaluate_generative(
             ev.method, ev.translations(), settings=ev.settings, device=ev.device, seed=ev.seed,
             working_size=ev.working_size, inception_weights=ev.inception_weights, mri=mri, mri_missing=missing,
-            cache_dir=ev.cache_dir, logger=ev.logger)
+            cache_dir=ev.cache_dir, logger=ev.logger, realism=ev.realism_space())

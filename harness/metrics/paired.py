@@ -14,11 +14,12 @@ dozen test subjects two intervals can overlap while one method wins on every sub
   row's note says whether it enumerated every swap pattern or drew some, and over how many
   subjects. A method against itself gives 0 with a zero-width CI and p = 1.
 * Tests are fixed in advance: only a pair with a reference of :data:`PAIRED_REFERENCES` (the
-  intensity floor, the shortcut floor) gets a p-value, and each reference's comparisons are one
-  Holm family (``p_holm``, the family named in the note). The other pairs keep their CI, with no
-  p-value: they are exploration, and exact enumeration at 13 subjects costs 0.5 s a pair (the 36
-  pairs of 8 methods and the floor: 18 s; the 15 with a reference: 7 s) that would buy nothing
-  but uncorrected p-values to misread.
+  intensity floor, the single-feature and the logistic-regression shortcut floors) gets a
+  p-value, and each reference's comparisons are one Holm family (``p_holm``, the family named in
+  the note). The other pairs keep their CI, with no p-value: they are exploration, and exact
+  enumeration at 13 subjects costs 0.5 s a pair (the 45 pairs of 8 methods and the two floors:
+  23 s; the 24 with a reference: 12 s) that would buy nothing but uncorrected p-values to
+  misread. The two shortcut floors are not tested against each other: neither is a method.
 * Every ordered pair gets a row (A vs B and B vs A), so a table per method needs no sign flips.
 * Across runs (``compare``): the same method of two runs on the same split hash is paired on the
   shared test images; runs on different splits cannot be paired, and :func:`paired_runs` says why.
@@ -39,7 +40,7 @@ import pandas as pd
 
 from harness.metrics.bootstrap import bootstrap_counts, percentile_interval, subject_counts_note, weighted_auroc_ap
 from harness.metrics.permutation import PermutationResult, holm, paired_permutation_test
-from harness.results import FLOOR_METHOD, PAIRED_REFERENCES, RunFolder, metric_row
+from harness.results import FLOOR_METHOD, FLOOR_METHODS, LR_FLOOR_METHOD, PAIRED_REFERENCES, RunFolder, metric_row
 
 __all__ = ["PairedDelta", "PairedRuns", "holm_families", "paired_deltas", "paired_rows", "paired_runs"]
 
@@ -144,11 +145,12 @@ def paired_rows(scores: pd.DataFrame, subjects: Mapping[str, str], settings: Any
     for a, b in combinations(methods, 2):
         ids, labels, sa, sb = _aligned(test, a, b)
         groups = [subjects.get(i, i) for i in ids]
-        tested = a in PAIRED_REFERENCES or b in PAIRED_REFERENCES
+        floors = a in FLOOR_METHODS and b in FLOOR_METHODS
+        tested = (a in PAIRED_REFERENCES or b in PAIRED_REFERENCES) and not floors
+        why_not = ("two shortcut floors, neither a method" if floors else
+                   f"neither is a fixed reference: {', '.join(_reference_name(r) for r in PAIRED_REFERENCES)}")
         for d in paired_deltas(labels, sa, sb, groups, settings.bootstrap, settings.ci, seed, memo, test=tested):
-            note = d.note if tested or d.delta is None else (
-                f"{d.note}; no p-value: exploratory (neither is a fixed reference: "
-                f"{', '.join(_reference_name(r) for r in PAIRED_REFERENCES)})")
+            note = d.note if tested or d.delta is None else f"{d.note}; no p-value: exploratory ({why_not})"
             for method, other, sign in ((a, b, 1.0), (b, a, -1.0)):
                 low, high = (d.ci_low, d.ci_high) if sign > 0 else (
                     None if d.ci_high is None else -d.ci_high, None if d.ci_low is None else -d.ci_low)
@@ -159,20 +161,21 @@ def paired_rows(scores: pd.DataFrame, subjects: Mapping[str, str], settings: Any
 
 
 def _reference_name(method: str) -> str:
-    return "the shortcut floor" if method == FLOOR_METHOD else method
+    return {FLOOR_METHOD: "the shortcut floor", LR_FLOOR_METHOD: "the logistic-regression shortcut floor"}.get(
+        method, method)
 
 
 def holm_families(rows: list[dict]) -> list[dict]:
     """The paired rows with ``p_holm`` on every comparison against a fixed reference: per
     reference and paired metric, the family is each method minus that reference (the shortcut
-    floor is no method, so it is not in the intensity floor's family); the mirrored row (the
+    floors are no methods, so they are in no family); the mirrored row (the
     reference minus the method) carries the same value. The note names the family."""
     out = [dict(r) for r in rows]
     by_pair = {(r["method"], r["other"], r["metric"]): r for r in out}
     for reference in PAIRED_REFERENCES:
         for metric in dict.fromkeys(r["metric"] for r in out):
             family = [r for r in out if r["other"] == reference and r["metric"] == metric
-                      and r["method"] not in (reference, FLOOR_METHOD) and r["p_value"] is not None]
+                      and r["method"] not in (reference, *FLOOR_METHODS) and r["p_value"] is not None]
             size = f"{len(family)} comparison{'s' if len(family) != 1 else ''}"
             for row, adjusted in zip(family, holm([r["p_value"] for r in family])):
                 for r in (row, by_pair[(reference, row["method"], metric)]):

@@ -39,7 +39,7 @@ from harness.registry import register_metric_suite
 from harness.results import metric_row
 
 if TYPE_CHECKING:
-    from harness.metrics.feature_spaces import MRIExtractor
+    from harness.metrics.feature_spaces import FeatureSpace, MRIExtractor
     from harness.metrics.generative import Translations
 
 __all__ = ["NEEDS", "SCOPES", "MethodEvaluation", "MetricInfo", "MetricSuite", "RunEvaluation", "bootstrap_counts",
@@ -66,7 +66,10 @@ class MethodEvaluation:
     ``val_strata`` the same per validation image (what a suite that selects on validation
     volumes or subjects groups by). ``translations()``
     translates the test set on first call (timed by the runner) and returns the same object after.
-    ``mri_extractor()`` gives the run's MRI-domain network or None and why not. ``record`` is
+    ``mri_extractor()`` gives the run's MRI-domain network or None and why not; ``realism_space()``
+    the run's ``realism-ssl`` space (its ladder verdict in its description) or None and why not.
+    ``translate`` is the method's own ``translate`` (None without the capability), for suites
+    that translate images of the target domain themselves (reconstruction fidelity). ``record`` is
     stored in the method's entry of run.json (the detection suite puts the validation
     ``threshold`` there).
     """
@@ -92,13 +95,17 @@ class MethodEvaluation:
     record: dict[str, Any] = field(default_factory=dict)
     val_subjects: list[str] = field(default_factory=list)
     val_strata: list[str] = field(default_factory=list)
+    realism_space: Callable[[], tuple[FeatureSpace | None, str]] = lambda: (None, "no realism space in this evaluation")
+    translate: Callable[[torch.Tensor, str], torch.Tensor] | None = None
     label_rule: str = ""  # the data's DataSource.label_rule, said beside every Dice
 
 
 @dataclass(frozen=True)
 class RunEvaluation:
     """What a run-scope suite reads, once every method ran: all methods' scores (scores.csv
-    columns) and the run's val/test sets with their per-image facts keyed by image id."""
+    columns) and the run's val/test sets with their per-image facts keyed by image id; ``train``
+    the train split, for a suite that fits on it (the logistic-regression shortcut floor; None:
+    such a suite says it was not given one)."""
 
     scores: pd.DataFrame
     val: ImageSet
@@ -109,6 +116,7 @@ class RunEvaluation:
     settings: MetricSettings
     seed: int
     logger: logging.Logger
+    train: ImageSet | None = None
 
 
 class MetricSuite(abc.ABC):

@@ -3,8 +3,10 @@
 A 2-class Inception Score has no direction (a translator that changes nothing scores higher
 than a perfect one), so the MRI space reports a rate instead: the share of images translated
 into domain d that the classifier assigns to d, at the threshold fixed on validation (Youden's
-J, as for detection). Higher is better; the same rate on real images of d is its ceiling. The
-interval resamples whole subjects, since slices of one subject are not independent.
+J, as for detection; the validation images take the translating method's resolution path, as the
+test images do). Higher is better. The same rate on real images of d is a reference, not a
+ceiling: smoothed images can pass the classifier more often than real ones. The interval
+resamples whole subjects, since slices of one subject are not independent.
 """
 
 from __future__ import annotations
