@@ -58,13 +58,31 @@ class MRIExtractor:
     val_labels: torch.Tensor
 
 
-class MRIModuleExtractor(FeatureExtractorBase):
-    """torch-fidelity wrapper of an :class:`MRIExtractor` module (``mri_module=`` keyword).
+class GrayModuleExtractor(FeatureExtractorBase):
+    """What every torch-fidelity wrapper of one of the harness's own gray-image networks shares:
+    torch-fidelity's uint8 Bx3xHxW batches averaged back to one channel in [0,1] on the module's
+    device (so any CUDA device works); the module does its own resizing and normalisation."""
 
-    Takes torch-fidelity's uint8 Bx3xHxW batches, averages the channels back to one and scales
-    to [0,1]; the module does its own resizing and normalisation. Batches are moved to the
-    module's device here, so any CUDA device works.
-    """
+    module: torch.nn.Module
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+
+    def gray(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected uint8 Bx3xHxW images, got {x.dtype} {tuple(x.shape)}")
+        param = next(self.module.parameters(), None)
+        device = param.device if param is not None else x.device
+        return x.to(device).float().mean(dim=1, keepdim=True) / 255.0
+
+
+class MRIModuleExtractor(GrayModuleExtractor):
+    """torch-fidelity wrapper of an :class:`MRIExtractor` module (``mri_module=`` keyword)."""
 
     def __init__(self, name: str, features_list: list[str], mri_module: torch.nn.Module | None = None,
                  **kwargs) -> None:
@@ -81,20 +99,8 @@ class MRIModuleExtractor(FeatureExtractorBase):
     def get_default_feature_layer_for_metric(metric: str) -> str:
         return {"isc": MRI_LOGITS, "fid": MRI_FEATURES, "kid": MRI_FEATURES, "prc": MRI_FEATURES}[metric]
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected uint8 Bx3xHxW images, got {x.dtype} {tuple(x.shape)}")
-        param = next(self.module.parameters(), None)
-        device = param.device if param is not None else x.device
-        images = x.to(device).float().mean(dim=1, keepdim=True) / 255.0
+        images = self.gray(x)
         out = self.module(images)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise ValueError(f"the MRI feature module must return (features, logits), got {type(out).__name__}")

@@ -17,7 +17,7 @@ from torch_fidelity import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from torch_fidelity.utils import get_featuresdict_from_dataset
 
-from harness.metrics.feature_spaces import REALISM_SPACE, FeatureSpace, module_sha256
+from harness.metrics.feature_spaces import REALISM_SPACE, FeatureSpace, GrayModuleExtractor, module_sha256
 from harness.metrics.realism_encoder import RealismEncoder
 
 REALISM_EXTRACTOR = "harness-realism-module"  # the wrapper below, in torch-fidelity's registry
@@ -25,7 +25,7 @@ REALISM_FEATURES = "features"
 REALISM_METRICS = ("fid", "kid", "fid_reference", "fid_relative")
 
 
-class RealismModuleExtractor(FeatureExtractorBase):
+class RealismModuleExtractor(GrayModuleExtractor):
     """torch-fidelity wrapper of a :class:`RealismEncoder` (``realism_module=`` keyword): uint8
     Bx3xHxW batches -> the gray channel in [0,1] -> the encoder's features at the images' size."""
 
@@ -45,20 +45,9 @@ class RealismModuleExtractor(FeatureExtractorBase):
         # one layer serves every metric; the space's metrics never include IS, which would need classes
         return REALISM_FEATURES
 
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected uint8 Bx3xHxW images, got {x.dtype} {tuple(x.shape)}")
-        device = next(self.module.parameters()).device
         with torch.no_grad():
-            feats = self.module(x.to(device).float().mean(dim=1, keepdim=True) / 255.0).float()
+            feats = self.module(self.gray(x)).float()
         return (feats,)
 
 
