@@ -55,7 +55,8 @@ PROFILE_DEFAULTS = {
 @register_method("anoddpm")
 class AnoDDPMMethod(DiffusionMethod):
     description = ("AnoDDPM: DDPM with multi-octave simplex noise (MONAI DiffusionModelUNet); noise a slice to "
-                   "t=250 with simplex noise, denoise it back; anomaly map = residual (chosen on val)")
+                   "t=250 with simplex noise, denoise it back; anomaly map = residual with Baur et al.'s post-processing, "
+                   "image score = its mean (anoddpm+tuned: map and aggregate chosen on val lesion masks)")
     paper = "Wyatt et al., AnoDDPM: Anomaly Detection with Denoising Diffusion Probabilistic Models using Simplex Noise, CVPR-W 2022"
     departures = ("2D slices at 64 px (paper 256), simplex frequency 16 with 4 octaves scaled to it; quick: "
                   "10-step DDIM chain (paper: all 250 ancestral steps), training t < 400, 16-32-32 channels, 12 epochs")

@@ -25,7 +25,9 @@ PROFILE_DEFAULTS = {
 @register_method("gaussian-ddpm")
 class GaussianDDPMMethod(DiffusionMethod):
     description = ("Gaussian partial diffusion (MONAI DiffusionModelUNet): noise the whole slice to a partial "
-                   "timestep with Gaussian noise, denoise it back; anomaly map = residual (chosen on val)")
+                   "timestep with Gaussian noise, denoise it back; anomaly map = residual with Baur et al.'s "
+                   "post-processing, image score = its mean (gaussian-ddpm+tuned: map and aggregate chosen on val "
+                   "lesion masks)")
     paper = ("Ho et al., NeurIPS 2020 (DDPM), used as Wyatt et al., CVPR-W 2022's Gaussian partial-diffusion "
              "ablation; paper profile: Behrendt et al., MIDL 2023's whole-slice DDPM")
     departures = ("2D slices at 64 px; quick: noised to t=41 of 1000 (not 500), 3 DDIM steps, training t < 300, "

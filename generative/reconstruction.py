@@ -61,7 +61,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 class ReconstructionMethod(Method):
-    """Base of ``autoencoder``, ``dae`` and ``ddpm``: see the module docstring."""
+    """Base of ``autoencoder``, ``dae`` and the diffusion methods (:mod:`generative.diffusion`): see the module docstring."""
 
     capabilities = frozenset({"scores", "maps", "translates"})
     supervision = "healthy_only"

@@ -493,8 +493,20 @@ def _generative(data: RunData, index: MetricIndex) -> list[dict[str, Any]]:
     return [item for item in spaces if item["empty"] is None] + [item for item in spaces if item["empty"]]
 
 
-def _figure(rel: str, caption: Any, alt: str) -> MyST:
-    return MyST(f":::{{figure}} {rel}\n:alt: {escape_text(alt)}\n\n{escape_text(caption)}\n:::")
+def _figure(rel: str, caption: Any, alt: str, vector_of: Path | None = None) -> MyST:
+    """A MyST figure; with ``vector_of`` (the PNG on disk), links to its PDF and SVG where they exist."""
+    return MyST(f":::{{figure}} {rel}\n:alt: {escape_text(alt)}\n\n{escape_text(caption)}"
+                f"{_vector_links(rel, vector_of)}\n:::")
+
+
+def _vector_links(rel: str, png: Path | None) -> str:
+    """The " Vector: PDF · SVG" download links of a figure written in vector form beside its PNG
+    (``figures._save(vector=True)``), for a paper's figure; empty where none was written."""
+    if png is None:
+        return ""
+    links = [f"{{download}}`{fmt.upper()} <{rel[:-len('.png')]}.{fmt}>`" for fmt in ("pdf", "svg")
+             if png.with_suffix(f".{fmt}").is_file()]
+    return f" Vector: {' · '.join(links)}." if links else ""
 
 
 def metrics_csv(rows: list[dict[str, Any]]) -> str:
@@ -607,7 +619,8 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
                  "on the same test images" if reference else ""
         shown = " (the variants are in their table above)" if variants else ""
         ctx["forest"] = _figure(f"{name}/{forest.name}", f"{'Left: test' if paired else 'Test'} AUROC of every method "
-                                f"with its 95% CI, in the run's method order{shown}{paired}", "forest plot of AUROC")
+                                f"with its 95% CI, in the run's method order{shown}{paired}", "forest plot of AUROC",
+                                forest)
     ctx["paired_tables"], ctx["unadjusted"] = _paired_tables(data, names), _unadjusted(data)
     ctx["threshold_table"], ctx["threshold_notes"] = _threshold_table(data, index, names)
     ctx["families"] = _family_tables(data, names)
@@ -617,13 +630,16 @@ def run_context(data: RunData, out_dir: Path) -> dict[str, Any]:
     if data.detection_curves is None:  # a run from before the harness stored ROC/PR points
         ctx["curve_notes"] = [escape_text("No ROC or PR curves: this run stored no curve points (curves/detection.json).")]
     else:
-        notes = figures.detection_curves(data.detection_curves.get("methods") or {}, fig_dir / "roc.png",
-                                         fig_dir / "pr.png")
+        stored = data.detection_curves.get("methods") or {}
+        # main rows only, as the forest plot: the variants have their own table above
+        notes = figures.detection_curves({k: v for k, v in stored.items() if variant_of(data, k) is None},
+                                         fig_dir / "roc.png", fig_dir / "pr.png")
         ctx["curve_notes"] = [escape_text(n) for n in notes]
         if (fig_dir / "roc.png").exists():
-            ctx["curves"] = [_figure(f"{name}/roc.png", "ROC curves of all methods (test split)", "ROC curves"),
+            ctx["curves"] = [_figure(f"{name}/roc.png", "ROC curves of every method's main row (test split)", "ROC curves",
+                                     fig_dir / "roc.png"),
                              _figure(f"{name}/pr.png", "Precision-recall curves (test split); the dotted line "
-                                     "is AP's chance level, the share of tumor images", "PR curves")]
+                                     "is AP's chance level, the share of tumor images", "PR curves", fig_dir / "pr.png")]
     for method, curves in data.curves.items():
         path = figures.training_curves(curves, fig_dir / f"training-{slug(method)}.png", f"{method}: training curves")
         if path is not None:

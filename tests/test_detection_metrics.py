@@ -11,6 +11,7 @@ from harness.metrics.detection import (bootstrap_counts, choose_dice_threshold, 
                                        dice_oracle, image_detection,
                                        pixel_detection, rates_at_threshold, stratified_counts,
                                        weighted_auroc_ap)
+from harness.metrics import bootstrap
 from harness.metrics.bootstrap import auroc_ap
 
 SETTINGS = MetricSettings(bootstrap=200, ci=0.95)
@@ -123,6 +124,29 @@ def test_weighted_with_units_equals_expanded_samples():
     w = w_units[0][unit]
     assert auroc[0] == pytest.approx(roc_auc_score(y, s, sample_weight=w))
     assert ap[0] == pytest.approx(average_precision_score(y, s, sample_weight=w))
+
+
+@pytest.mark.parametrize("unit_path", [True, False])
+def test_pixel_replicates_over_units_equal_sklearn_on_either_path(monkeypatch, unit_path):
+    """Pooled pixels resampled by image (pixel_detection's bootstrap): both evaluation paths, the
+    per-unit counts and the per-score-group sweep, equal scikit-learn with the image weights
+    expanded to pixels, ties and images left out of a replicate included."""
+    monkeypatch.setattr(bootstrap, "_UNIT_PATH_FACTOR", np.inf if unit_path else 0)
+    rng = np.random.default_rng(4)
+    unit = rng.integers(0, 15, 3000)
+    y = rng.random(3000) < np.where(unit < 6, 0.15, 0.0)  # images 6.. hold no lesion pixel
+    s = np.round(rng.normal(size=3000) + 1.5 * y, 2)  # many ties, also across classes
+    w = rng.integers(0, 3, (6, 15))
+    w[:, 0] = 1  # every replicate weighs positives and negatives
+    auroc, ap = weighted_auroc_ap(s, y, w, unit=unit)
+    for row in range(6):
+        assert auroc[row] == pytest.approx(roc_auc_score(y, s, sample_weight=w[row][unit]), abs=1e-12)
+        assert ap[row] == pytest.approx(average_precision_score(y, s, sample_weight=w[row][unit]), abs=1e-12)
+    y_one = unit < 2
+    no_pos, no_neg = np.zeros(15), np.zeros(15)
+    no_pos[5], no_neg[:2] = 1, 1
+    auroc, ap = weighted_auroc_ap(s, y_one, np.stack([no_pos, no_neg]), unit=unit)
+    assert np.isnan(auroc).all() and np.isnan(ap[0]) and ap[1] == 1.0  # one class weighed: as before
 
 
 def test_stratified_counts_keep_class_sizes():

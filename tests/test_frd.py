@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import sys
 
@@ -94,11 +95,15 @@ def _evaluate(data: Translations, tmp_path) -> list[dict]:
                                logger=LOG, partitions=3)
 
 
-def test_frd_rows_use_the_subject_disjoint_halves_and_cache_real_features(extractor, tmp_path, monkeypatch):
-    calls = []
-    original = RadiomicsExtractor.one
-    monkeypatch.setattr(RadiomicsExtractor, "one", lambda self, image, folder: calls.append(1) or
-                        original(self, image, folder))
+def _radiomics_extractions(caplog) -> dict[str, int]:
+    """Images extracted (not from the cache) per kind ('real', 'translated', ...), from the log."""
+    found = (re.match(r"extracting radiomics features of (\d+) (\w+)", r.getMessage())
+             for r in caplog.records)
+    return {m[2]: int(m[1]) for m in found if m}
+
+
+def test_frd_rows_use_the_subject_disjoint_halves_and_cache_real_features(extractor, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger=LOG.name)
     first = _evaluate(_data(), tmp_path)
     rows = {r["metric"]: r for r in first if r["feature_space"] == FRD_SPACE}
     assert set(rows) == set(FRD_METRICS)
@@ -108,12 +113,51 @@ def test_frd_rows_use_the_subject_disjoint_halves_and_cache_real_features(extrac
     assert rows["frd_relative"]["value"] == pytest.approx(rows["frd"]["value"] / rows["frd_reference"]["value"])
     assert rows["frd_relative"]["value"] > 1.5  # blurred translations are far from real images
     assert "ln d²" in rows["frd"]["note"]
-    extracted = len(calls)
-    calls.clear()
+    extracted = _radiomics_extractions(caplog)
+    assert extracted["real"] > 0 and extracted["translated"] > 0
+    caplog.clear()
     again = _evaluate(_data(), tmp_path)
-    real_used = extracted - len(calls)
-    assert real_used > 0 and len(calls) < extracted  # the real images came from the cache, by content
+    # the real images come from the cache, by content; translations are never cached
+    assert _radiomics_extractions(caplog) == {"translated": extracted["translated"]}
     assert [r["value"] for r in again] == [r["value"] for r in first]
+
+
+def test_the_process_pool_gives_the_in_process_features_and_failures(extractor, tmp_path, monkeypatch, caplog):
+    """The pool (forked workers, each with its own extractor) changes nothing a user sees: the same
+    features image by image, in the same order, the same failed image (a constant one) as None and
+    counted, and the real images cached by the parent."""
+    images = to_uint8(textured(5, 3))
+    images[2] = 77  # constant: no texture bins, so pyradiomics fails on it
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    original = RadiomicsExtractor.one
+    monkeypatch.setattr(RadiomicsExtractor, "one", lambda self, image, folder: (pids / str(os.getpid())).touch()
+                        or original(self, image, folder))
+    caplog.set_level(logging.INFO, logger=LOG.name)
+    idx = np.array([4, 0, 2, 1, 3])
+
+    def extract(workers: int, cache: str) -> dict[int, np.ndarray | None]:
+        for pid in pids.iterdir():
+            pid.unlink()
+        return RadiomicsFeatures(extractor, FeatureCache(tmp_path / cache, LOG), LOG, workers).get(
+            images, idx, "test", cached=True)
+
+    serial = extract(1, "serial")
+    assert {p.name for p in pids.iterdir()} == {str(os.getpid())}
+    pooled = extract(2, "pooled")
+    workers = {p.name for p in pids.iterdir()}
+    assert workers and str(os.getpid()) not in workers  # extracted in the workers, not in this process
+    assert list(pooled) == list(serial) == idx.tolist()
+    assert serial[2] is None and pooled[2] is None
+    for i in (0, 1, 3, 4):
+        assert np.array_equal(pooled[i], serial[i], equal_nan=True)
+    failures = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(failures) == 2 and failures[0] == failures[1]
+    assert failures[0].startswith("radiomics features failed on 1 of 5 test images (first: ValueError")
+    caplog.clear()
+    cached = extract(2, "pooled")  # the parent saved the pool's features: only the failed image is redone
+    assert _radiomics_extractions(caplog) == {"test": 1}
+    assert all(np.array_equal(cached[i], pooled[i]) for i in (0, 1, 3, 4))
 
 
 def test_constant_translations_are_left_out_and_counted(extractor, tmp_path):

@@ -349,6 +349,15 @@ def test_kid_near_zero_for_one_distribution(tmp_path):
     assert shifted["value"] > 3 * shifted["std"]
 
 
+def test_kid_has_no_std_when_every_subset_is_the_whole_set(tmp_path):
+    """torch-fidelity's std over identical subsets is rounding noise; the row says so instead."""
+    settings = MetricSettings(isc_splits=2, kid_subset_size=1000, bootstrap=10)
+    kid = pick(evaluate(data_of({"tumor": brains(20, 1)}, {"tumor": brains(20, 2, noise=0.3)}), tmp_path,
+                        tiny_mri(), settings), "kid")
+    assert kid["value"] is not None and kid["std"] is None
+    assert "every subset is the whole set, so no std" in kid["note"]
+
+
 def _features(module: torch.nn.Module, images: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return module(to_uint8(images).float() / 255)[0].double().numpy()

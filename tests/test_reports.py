@@ -211,6 +211,10 @@ def test_report_renders_pages_index_and_figures(tmp_path):
         assert (figs / name).stat().st_size > 1000, name
         assert f"20260101-100000-aaaaaaaa/{name}" in page
     assert (figs / "scores.csv").read_bytes() == (runs / "20260101-100000-aaaaaaaa" / "scores.csv").read_bytes()
+    for name in ("forest", "roc", "pr"):  # the paper figures link their vector files, which exist
+        for fmt in ("pdf", "svg"):
+            assert f"{{download}}`{fmt.upper()} <20260101-100000-aaaaaaaa/{name}.{fmt}>`" in page, (name, fmt)
+            assert (figs / f"{name}.{fmt}").stat().st_size > 1000
 
     failed = (out / "20260102-100000-bbbbbbbb.md").read_text()
     assert "**Not every method finished:** cyclegan failed: RuntimeError: out of memory" in failed
@@ -614,11 +618,19 @@ def test_variants_have_their_own_table_beside_their_methods_not_headline_rows(tm
     from reports import figures
 
     runs, out = tmp_path / "runs", tmp_path / "reports"
-    _add_variant(make_run(runs, "r1"))
+    folder = make_run(runs, "r1")
+    _add_variant(folder)
+    curves = json.loads((folder / "curves" / "detection.json").read_text())
+    curves["methods"]["cyclegan+tuned"] = curves["methods"]["cyclegan"]
+    (folder / "curves" / "detection.json").write_text(json.dumps(curves))
     forest_rows: list[str] = []
     drawn = figures.forest_plot
     monkeypatch.setattr(figures, "forest_plot", lambda methods, deltas, path: (
         forest_rows.extend(m.label for m in methods), drawn(methods, deltas, path))[1])
+    curve_rows: list[str] = []
+    draw_curves = figures.detection_curves
+    monkeypatch.setattr(figures, "detection_curves", lambda methods, roc, pr: (
+        curve_rows.extend(methods), draw_curves(methods, roc, pr))[1])
     render_all(runs, out)
     page = (out / "r1.md").read_text()
     start = page.index("::::{container} headline")
@@ -642,6 +654,7 @@ def test_variants_have_their_own_table_beside_their_methods_not_headline_rows(tm
     assert results.count("a slice is tumor when its lesion covers at least 0.5% of its brain area") == 1
     assert "map ssim chosen on validation masks" in variants
     assert forest_rows == ["resnet18", "intensity", "cyclegan"]  # the forest shows no variant
+    assert "cyclegan" in curve_rows and "cyclegan+tuned" not in curve_rows  # nor do the ROC/PR curves
     # the detail tables keep the variant's rows, labelled as a variant
     (threshold_row,) = [ln for ln in _section(page, "### At the validation threshold").splitlines()
                         if ln.startswith("| **cyclegan+tuned**")]

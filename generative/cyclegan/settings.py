@@ -22,8 +22,9 @@ class CycleGANSettings(MethodSettings):
     n_blocks: int = Field(6, ge=1, description="generator residual blocks")
     d_layers: int = Field(0, ge=0, le=5, description=(
         "PatchGAN depth; 0: from image_size, so the receptive field stays a patch (34 px at 64, 70 at 128-256)"))
-    epochs: int = Field(8, ge=0, description="epochs at the base learning rate")
-    decay_epochs: int = Field(4, ge=0, description="epochs of linear decay to zero")
+    # quick 4+2 (was 8+4) so the quick run --all fits 20 min on 2 cores: docs/protocol.md, issue 24
+    epochs: int = Field(4, ge=0, description="epochs at the base learning rate")
+    decay_epochs: int = Field(2, ge=0, description="epochs of linear decay to zero")
     batch_size: int = Field(8, ge=1)
     lr: float = Field(2e-4, gt=0)
     lambda_cycle: float = Field(10.0, ge=0)

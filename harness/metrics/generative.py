@@ -205,11 +205,12 @@ class _SpaceEvaluator:
                                   note=f"translated images only, mean ± std over {splits} splits; {equal}")
         subset = min(s.kid_subset_size, n)
         capped = f"; subset size capped at {subset} (setting {s.kid_subset_size})" if subset < s.kid_subset_size else ""
-        if subset == n:
-            capped += "; every subset is the whole set, so std is ~0"
+        whole = subset == n  # every subset is the whole set: torch-fidelity's std is rounding, not spread
+        if whole:
+            capped += "; every subset is the whole set, so no std"
         kid = kid_featuresdict_to_metric(tf, rf, kid_layer, kid_subset_size=subset, rng_seed=self.seed, verbose=False)
-        out["kid"] = self._row(domain, "kid", kid[KEY_METRIC_KID_MEAN], std=kid[KEY_METRIC_KID_STD], n=n,
-                               note=f"{equal}{capped}")
+        out["kid"] = self._row(domain, "kid", kid[KEY_METRIC_KID_MEAN], std=None if whole else kid[KEY_METRIC_KID_STD],
+                               n=n, note=f"{equal}{capped}")
         out.update(self._reference_rows(domain, real_f, tr_f, plan, path_note))
         if "target_rate" in self.space.metrics:
             out.update(self._rate_rows(domain, data, real_f, tr_f, threshold, path_note))
