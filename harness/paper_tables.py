@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.registry import SUPERVISION_LABELS
 from harness.results import FLOOR_METHOD, FLOOR_METHODS, LR_FLOOR_METHOD, PAIRED_REFERENCES
 from harness.results_frames import Results
 from harness.seed_summary import SeedSpread
@@ -28,7 +29,6 @@ __all__ = ["Table", "TABLES", "build_table", "MISSING"]
 
 MISSING = "—"
 _NAMES = {FLOOR_METHOD: "shortcut floor", LR_FLOOR_METHOD: "shortcut floor (LR)"}
-_SUPERVISION = {"image_labels": "image labels", "healthy_only": "healthy only"}
 # what each floor is, for the captions (a floor is what a method must beat to have shown anything)
 _FLOORS = {"intensity": "intensity is the no-learning intensity floor",
            FLOOR_METHOD: "the shortcut floor is the strongest single input feature, its direction chosen on validation",
@@ -128,7 +128,7 @@ class _Runs:
             values = pd.Series([((run.get("methods") or {}).get(method) or {}).get("supervision")
                                 for run in self.results.run_info.values()]).dropna()
         value = str(values.iloc[0]) if not values.empty else None
-        return MISSING if value is None else _SUPERVISION.get(value, value)
+        return MISSING if value is None else SUPERVISION_LABELS.get(value, value)
 
     def floors(self, shown: list[str]) -> str:
         """``Floors: ...`` for the floors among the ``shown`` methods (empty when none is)."""

@@ -119,6 +119,10 @@ CAPABILITIES = frozenset({"scores", "maps", "translates", "features", "distribut
 # nothing; "+val_masks": a variant that also chose its scorer with the validation lesion masks
 SUPERVISION = ("supervised", "image_labels", "healthy_only", "none", "image_labels+val_masks",
                "healthy_only+val_masks", "none+val_masks")
+# how tables name each (the run page, `harness export`, `list`): one wording everywhere
+SUPERVISION_LABELS = {"supervised": "supervised", "image_labels": "image labels", "healthy_only": "healthy only",
+                      "none": "none", "image_labels+val_masks": "image labels + validation masks",
+                      "healthy_only+val_masks": "healthy only + validation masks", "none+val_masks": "validation masks"}
 # a method's variant (Method.variants) is reported as "<method>+<suffix>", e.g. "dae+tuned"
 VARIANT_SEPARATOR = "+"
 _VARIANT_SUFFIX = re.compile(r"[a-z0-9][a-z0-9_-]*")

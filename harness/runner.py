@@ -206,6 +206,8 @@ class Runner:
         try:
             self._fit_and_evaluate(name, entry, resume)
         except Exception as exc:
+            if _interrupted(exc):
+                raise KeyboardInterrupt from exc  # Ctrl-C inside a library call: stop, do not mark a failure
             entry.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
             self.logger.error("%s failed: %s", name, exc, exc_info=True)
             if trains_distributed(name) and "fit" not in entry["timings"]:
@@ -339,3 +341,17 @@ class Runner:
         self.folder.write_metrics(self.metrics, self._metric_infos())
         self.folder.write_scores(self.scores)
         self.folder.write_detection_curves(detection_curves(self.scores))  # the report draws, never computes
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` stands for a Ctrl-C: some libraries turn a KeyboardInterrupt raised inside
+    them into their own error (torch.save: "enforce fail ... unexpected pos"), keeping it as the
+    cause or context; the run must then stop as interrupted, not record the method as failed."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False

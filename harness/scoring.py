@@ -17,7 +17,12 @@ method's main row is the one its paper describes and the tuning stays visible as
   size, then the brain mask eroded width/25 times (4-connected) at the images' size. The image
   score is the **mean** of that map over the brain, Behrendt et al.'s slice score for
   reconstruction methods (``AnomalyScoreReco``), also MedIAnomaly's (Cai et al. 2024).
-- :func:`fixed_point_scoring`, for translation to healthy (CycleGAN): the difference map
+- :func:`structural_scoring`, for translation to healthy (CycleGAN's main row): the seed project
+  read the translation as **structural consistency rather than pixel-level reconstruction**, so
+  the map is 1 - local SSIM(x, x_h) (Wang et al. 2004: 11 x 11 gaussian window, sigma 1.5, at the
+  model's size, nothing smoothed further) inside the brain, and the image score its **mean** over
+  the brain, i.e. one minus the mean SSIM index of the pair there.
+- :func:`fixed_point_scoring` (CycleGAN's ``residual`` variant): the pixel difference map
   |x_h - x| inside the brain and the image score its **maximum**, as Fixed-Point GAN
   (Siddiquee et al., ICCV 2019) scores detection.
 
@@ -63,7 +68,7 @@ __all__ = [
     "MAP_KINDS", "SIGNED_KINDS", "AGGREGATES", "FALLBACK", "local_ssim", "gain_offset", "matched_residual",
     "SIGNED_SIGMA_PER_PX", "default_sigma", "anomaly_map", "aggregate", "pixel_auroc", "deployed_maps", "deploy", "select_scoring",
     "select_from_maps", "resize", "BRIGHT_LESION_SEQUENCES", "MEDIAN_SIZE", "EROSION_DIVISOR", "TUNED",
-    "residual_modes", "baur_maps", "baur_scoring", "fixed_point_scoring", "plain_record",
+    "residual_modes", "baur_maps", "baur_scoring", "structural_scoring", "fixed_point_scoring", "plain_record",
 ]
 
 MAP_KINDS = ("residual", "ssim", "matched", "brighter", "darker")
@@ -324,6 +329,18 @@ def baur_scoring(images: ImageSet, healthy: torch.Tensor) -> tuple[np.ndarray, t
     """A reconstruction method's main row: image scores (N,), the mean of :func:`baur_maps` over
     the brain mask, and those maps (N, H, W)."""
     maps = baur_maps(images, healthy)
+    return aggregate(maps, images.brain, "mean"), maps
+
+
+def structural_scoring(images: ImageSet, healthy: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """A translating method's structural main row: the map 1 - local SSIM(x, x_h) made at
+    ``healthy``'s size, upsampled to the ImageSet's size and zeroed outside its brain mask, and the
+    image score its mean over the brain (one minus the pair's mean SSIM there)."""
+    _check_healthy(images, healthy)
+    small = images.resized(int(healthy.shape[-1])).images.float()
+    raw = (1.0 - local_ssim(small, healthy.float().cpu())).clamp(min=0.0)
+    full = resize(raw, tuple(images.images.shape[-2:])).clamp(min=0)
+    maps = (full * images.brain.to(full.dtype)).squeeze(1)
     return aggregate(maps, images.brain, "mean"), maps
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.metric_info import MetricInfo
+from harness.registry import SUPERVISION_LABELS
 from harness.results import STRATUM_PREFIX
 from reports.escape import MyST, escape_text
 
@@ -22,10 +23,7 @@ __all__ = [
 
 DASH = MyST("—")
 # run.json methods[name].supervision -> how the page names it
-SUPERVISION = {"supervised": "supervised", "image_labels": "image labels", "healthy_only": "healthy only",
-               "none": "none", "image_labels+val_masks": "image labels + validation masks",
-               "healthy_only+val_masks": "healthy only + validation masks",
-               "none+val_masks": "validation masks"}
+SUPERVISION = SUPERVISION_LABELS
 _HASH = re.compile(r"[0-9a-f]{16,}(\+dirty)?")
 
 

@@ -124,6 +124,8 @@ class Interruptible(Method):
 
     description = "toy: resumable"
     interrupt_once = False
+    # as torch.save does when Ctrl-C lands inside it: the KeyboardInterrupt comes back wrapped
+    wrapped_by_library = False
 
     def fit(self, train: ImageSet, val: ImageSet, ctx: FitContext) -> None:
         ckpt = Checkpointer(ctx.output_dir / "checkpoints")
@@ -138,7 +140,12 @@ class Interruptible(Method):
             ckpt.save(epoch, state)
             if type(self).interrupt_once:
                 type(self).interrupt_once = False
-                raise KeyboardInterrupt
+                if not type(self).wrapped_by_library:
+                    raise KeyboardInterrupt
+                try:
+                    raise KeyboardInterrupt
+                except KeyboardInterrupt:
+                    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
         self.weight = sum(state["draws"])
 
     def score(self, images: ImageSet) -> ScoreOutput:

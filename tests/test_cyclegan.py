@@ -197,7 +197,8 @@ def test_training_writes_curves_samples_and_checkpoints(tiny_run):
     curves = tiny_run.training_curves()
     assert curves["epoch"] == [1, 2, 3]
     assert set(curves) == {"epoch", "loss_G", "loss_D", "loss_cycle", "loss_identity", "lr", "val_auroc",
-                           "val_pixel_auroc", "val_auroc_tuned", "val_pixel_auroc_tuned"}
+                           "val_pixel_auroc", "val_auroc_residual", "val_pixel_auroc_residual", "val_auroc_tuned",
+                           "val_pixel_auroc_tuned"}
     # the learning curve's last point is the main row's record and the tuned variant's selection
     assert curves["val_auroc"][-1] == tiny_run.selected["val_auroc"]
     assert curves["val_pixel_auroc"][-1] == tiny_run.selected["val_pixel_auroc"]
@@ -284,9 +285,11 @@ def test_resume_with_other_settings_is_refused(tmp_path, tiny_data, tiny_run):
 @pytest.mark.slow
 def test_smoke_model_scores_maps_and_translates(smoke_run):
     method, test, out = smoke_run
-    assert method.selected["aggregate"] == "max" and method.selected["val_auroc"] is not None
+    assert method.selected["aggregate"] == "mean" and "SSIM" in method.selected["map"]  # structural main row
+    assert method.selected["val_auroc"] is not None
+    assert method.residual["aggregate"] == "max" and method.residual["val_pixel_auroc"] is not None
     assert method.tuned["map"] in MAP_KINDS and method.tuned["val_pixel_auroc"] is not None  # val has masks
-    assert method.variants == {"tuned": "image_labels+val_masks"}
+    assert method.variants == {"residual": "image_labels", "tuned": "image_labels+val_masks"}
     result = method.score(test)
     assert result.scores.shape == (24,) and np.isfinite(result.scores).all()
     assert result.maps.shape == (24, 64, 64)
@@ -311,6 +314,8 @@ def test_selection_records_the_deployed_scorers_val_auroc(smoke_run):
     assert recorded["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score(val).scores)
     tuned = method.variant_selection("tuned")  # methods["cyclegan+tuned"].selected
     assert tuned["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score_variant(val, "tuned").scores)
+    residual = method.variant_selection("residual")  # methods["cyclegan+residual"].selected
+    assert residual["val_auroc"] == roc_auc_score(val.labels.numpy(), method.score_variant(val, "residual").scores)
 
 
 @pytest.mark.slow

@@ -62,7 +62,8 @@ KNOWN_SHORTFALLS: dict[str, str] = {
     "anoddpm": "image AUROC 0.533, pixel AUROC 0.704 (30 epochs)",
     "anoddpm+tuned": "pixel AUROC 0.682",
     "pddpm": "image AUROC 0.364, pixel AUROC 0.641 (20 epochs)",
-    "cyclegan": "pixel AUROC 0.665 (8 epochs)",
+    "cyclegan": "pixel AUROC 0.659 (8 epochs; structural map, 1 - local SSIM)",
+    "cyclegan+residual": "pixel AUROC 0.665 (8 epochs; Fixed-Point GAN's |x_h - x|)",
     "cyclegan+tuned": "image AUROC 0.735",
 }
 

@@ -119,6 +119,15 @@ def test_csv_round_trips_and_markdown_holds_the_same_table(run):
     assert md[-1].startswith("Table: Test-set detection") and "split hash hash100" in md[-1]
 
 
+def test_a_tuned_variant_names_its_supervision_as_the_run_page_does(run):
+    """A variant's validation masks are part of what it learnt from: the paper table says so in words."""
+    info = json.loads((run / "run.json").read_text())
+    info["methods"][ODD]["supervision"] = "healthy_only+val_masks"
+    (run / "run.json").write_text(json.dumps(info))
+    (row,) = [r for r in csv.reader(io.StringIO(export_text([str(run)], "headline", "csv"))) if r[0] == ODD]
+    assert row[1] == "healthy only + validation masks"
+
+
 def test_load_results_gives_the_auroc_of_metrics_json(run, tmp_path):
     results = harness.load_results(run)
     frame = results.metrics.query("metric == 'auroc' and domain == 'all' and split == 'test'")

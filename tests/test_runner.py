@@ -32,6 +32,7 @@ def _env(monkeypatch, tmp_path):
     for name in TOYS:
         METHODS.unregister(name)
     Interruptible.interrupt_once = False
+    Interruptible.wrapped_by_library = False
     Tunable.fits, Tunable.fail_variant_once = 0, False
 
 
@@ -166,6 +167,17 @@ def test_interrupted_run_resumes_to_the_same_result(dataset, tmp_path, fast_eda)
     key = lambda r: (r["method"], r["metric"])  # noqa: E731
     assert sorted(resumed["metrics"], key=key) == sorted(load_run(reference)["metrics"], key=key)
     assert len(list(out.iterdir())) == 1  # resumed in place, no new folder
+
+
+def test_ctrl_c_that_a_library_wrapped_stops_the_run_as_interrupted(dataset, tmp_path, fast_eda):
+    """torch.save turns a Ctrl-C inside it into a RuntimeError: the run must stop, resumable,
+    not record the method as failed and go on with the next one."""
+    Interruptible.interrupt_once, Interruptible.wrapped_by_library = True, True
+    code, folder = _run(dataset, tmp_path / "runs", "toy-resume", "toy-mean")
+    assert code == 130
+    info = load_run(folder)["run"]
+    assert info["status"] == "interrupted" and info["methods"]["toy-resume"]["status"] == "interrupted"
+    assert info["methods"]["toy-mean"]["status"] == "pending"  # the run did not go on
 
 
 def test_a_variant_is_scored_from_the_same_fit_as_a_method_of_its_own(dataset, tmp_path, fast_eda):

@@ -13,7 +13,7 @@ from harness.api import ImageSet
 from harness.imaging import erode, median_filter
 from harness.scoring import (AGGREGATES, MAP_KINDS, aggregate, anomaly_map, baur_maps, baur_scoring, deploy,
                              deployed_maps, fixed_point_scoring, gain_offset, local_ssim, residual_modes,
-                             select_from_maps, select_scoring)
+                             select_from_maps, select_scoring, structural_scoring)
 
 
 def test_ssim_is_one_for_identical_images_and_lower_for_changed():
@@ -229,6 +229,21 @@ def test_baur_maps_are_made_at_the_models_size_and_deployed_at_the_images():
     assert roc_auc_score(val.labels.numpy(), scores) > 0.9  # the blob is found without any selection
     with pytest.raises(ValueError, match="healthy images"):
         baur_scoring(val, healthy[:3])
+
+
+def test_structural_scoring_is_one_minus_the_mean_ssim_over_the_brain():
+    images, healthy = _two_blobs(["FLAIR"])
+    scores, maps = structural_scoring(images, healthy)
+    expected = (1.0 - local_ssim(images.images, healthy)).clamp(min=0.0)[0, 0]  # no further smoothing
+    inside = images.brain[0, 0]
+    assert scores[0] == pytest.approx(float(expected[inside].mean()), rel=1e-5)
+    assert maps[0, 17, 17] > 0.1 and maps[0, 33, 33] > 0.1 and maps[0, 25, 40] < 0.01  # both blobs, not between
+    assert maps[~images.brain.squeeze(1)].abs().max() == 0
+    same, _ = structural_scoring(images, images.images.clone())
+    assert same[0] == pytest.approx(0.0, abs=1e-6)  # an image identical to its healthy version scores 0
+    val, small = _lesioned(12, 32, seed=0)  # made at the model's size (16 px), deployed at 32 px
+    scores, maps = structural_scoring(val, small)
+    assert maps.shape == (12, 32, 32) and roc_auc_score(val.labels.numpy(), scores) > 0.9
 
 
 def test_fixed_point_scoring_is_the_maximum_of_the_raw_difference():

@@ -1,9 +1,14 @@
 """The registered method ``cyclegan``: tumor <-> no_tumor translation as an anomaly scorer.
 
 ``fit`` trains the CycleGAN on the train split (tumor = domain A, no_tumor = domain B).
-``score`` (the main row) translates every image to healthy with G_AB and scores how much it had
-to change, as Fixed-Point GAN does (:func:`harness.scoring.fixed_point_scoring`): the map is
-|translation - x| inside the brain, the image score its maximum; nothing is chosen on validation.
+``score`` (the main row) translates every image to healthy with G_AB and scores how much its
+**structure** had to change, as the seed project framed the CycleGAN (structural consistency rather
+than pixel-level reconstruction; :func:`harness.scoring.structural_scoring`): the map is 1 - local
+SSIM(translation, x) inside the brain, the image score its mean; nothing is chosen on validation.
+
+The ``residual`` variant (``cyclegan+residual``, supervision ``image_labels``: it uses nothing
+more) scores the same translations by the pixel difference, as Fixed-Point GAN does
+(:func:`harness.scoring.fixed_point_scoring`): |translation - x| inside the brain, its maximum.
 
 The ``tuned`` variant (reported as ``cyclegan+tuned``, supervision ``image_labels+val_masks``)
 scores the same translations with the map (raw residual, 1-SSIM, or the gain/offset-matched
@@ -24,26 +29,37 @@ from typing import Any, ClassVar
 import torch
 
 from harness.api import NO_TUMOR, TUMOR, FitContext, ImageSet, Method, ScoreOutput, register_method
-from harness.scoring import TUNED, deploy, fixed_point_scoring, plain_record, resize, select_scoring
+from harness.scoring import (TUNED, deploy, fixed_point_scoring, plain_record, resize, select_scoring,
+                             structural_scoring)
 from harness.training import make_generator
 from generative.cyclegan.networks import from_model_range, to_model_range
 from generative.cyclegan.settings import PROFILE_DEFAULTS, CycleGANSettings
 from generative.cyclegan.train import CycleGANTrainer
 
 INFERENCE_BATCH = 32
+RESIDUAL = "residual"  # the pixel-difference variant (Fixed-Point GAN's map and maximum)
 
 
 @register_method("cyclegan")
 class CycleGANMethod(Method):
     capabilities = frozenset({"scores", "maps", "translates"})
     supervision = "image_labels"
-    variants: ClassVar[Mapping[str, str]] = {TUNED: "image_labels+val_masks"}
+    variants: ClassVar[Mapping[str, str]] = {RESIDUAL: "image_labels", TUNED: "image_labels+val_masks"}
     variant_descriptions: ClassVar[Mapping[str, str]] = {
+        RESIDUAL: "the same translations scored by the pixel difference |translation - image| in the brain, "
+                  "image score its maximum (Fixed-Point GAN); nothing chosen on validation",
         TUNED: "the same translations scored with the map (5 kinds, e.g. the gain/offset-matched residual) and "
                "aggregate (4) chosen on validation lesion masks"}
-    description = ("CycleGAN tumor<->no_tumor; anomaly map = |tumor->healthy translation - image| in the brain, "
-                   "image score = its maximum (Fixed-Point GAN style); cyclegan+tuned: map and aggregate "
+    description = ("CycleGAN tumor<->no_tumor; anomaly map = 1 - local SSIM(tumor->healthy translation, image) in "
+                   "the brain (structural consistency), image score = its mean; cyclegan+residual: "
+                   "|translation - image| and its maximum (Fixed-Point GAN); cyclegan+tuned: map and aggregate "
                    "chosen on val lesion masks")
+    paper = ("Zhu et al., Unpaired Image-to-Image Translation using Cycle-Consistent Adversarial Networks, ICCV 2017, "
+             "as the seed project scored it (structural consistency); cyclegan+residual: Siddiquee et al., "
+             "Fixed-Point GAN, ICCV 2019")
+    departures = ("quick: 64 px, ngf/ndf 32, 6 residual blocks, 4+2 epochs, batch 8, resize-convolution upsampling "
+                  "(paper profile as the reference: 256 px, 64 filters, 9 blocks, 100+100 epochs, batch 1, "
+                  "transposed convolutions)")
     Settings = CycleGANSettings
     profile_defaults = PROFILE_DEFAULTS
 
@@ -51,6 +67,7 @@ class CycleGANMethod(Method):
         super().__init__(settings)
         self.trainer: CycleGANTrainer | None = None
         self.selected: dict[str, object] = {}  # the main row's record (nothing selected)
+        self.residual: dict[str, object] = {}  # the residual variant's record (nothing selected)
         self.tuned: dict[str, object] = {}  # the tuned variant's selection
         self._healthy: list[tuple[ImageSet, torch.Tensor]] = []  # the last translations, by ImageSet
 
@@ -67,21 +84,24 @@ class CycleGANMethod(Method):
                         len(images_a), len(images_b), s.image_size, s.epochs, s.decay_epochs)
         self.trainer = CycleGANTrainer(s, ctx.device, ctx.seed, ctx.output_dir, ctx.logger,
                                        amp=ctx.amp, show_progress=ctx.progress)
-        self.selected, self.tuned = {}, {}
+        self.selected, self.residual, self.tuned = {}, {}, {}
         self.trainer.fit(images_a, images_b, resume=ctx.resume, evaluate=lambda: self._evaluate(val, ctx.mri_fid))
         if not self.selected:  # resumed after the last epoch: no evaluation ran
             self._select(val)
-        ctx.logger.info("cyclegan: main row val AUROC %s, pixel AUROC %s; cyclegan+%s selected %s map with %s "
-                        "aggregate by %s (val AUROC %s, pixel AUROC %s)", _fmt(self.selected["val_auroc"]),
-                        _fmt(self.selected["val_pixel_auroc"]), TUNED, self.tuned["map"], self.tuned["aggregate"],
+        ctx.logger.info("cyclegan: main row val AUROC %s, pixel AUROC %s; cyclegan+%s val AUROC %s, pixel AUROC %s; "
+                        "cyclegan+%s selected %s map with %s aggregate by %s (val AUROC %s, pixel AUROC %s)",
+                        _fmt(self.selected["val_auroc"]), _fmt(self.selected["val_pixel_auroc"]), RESIDUAL,
+                        _fmt(self.residual["val_auroc"]), _fmt(self.residual["val_pixel_auroc"]), TUNED, self.tuned["map"], self.tuned["aggregate"],
                         self.tuned["criterion"], _fmt(self.tuned["val_auroc"]), _fmt(self.tuned["val_pixel_auroc"]))
 
     def _select(self, val: ImageSet) -> None:
         """The main row's record and the tuned variant's selection with the generator as it is now."""
         self._healthy = []  # the generator changed since any kept translation
         healthy = self.to_healthy(val)
-        scores, maps = fixed_point_scoring(val, healthy)
-        self.selected = plain_record(val, scores, maps, "|translation - image| (Fixed-Point GAN)", "max")
+        self.selected = plain_record(val, *structural_scoring(val, healthy),
+                                     "1 - local SSIM(translation, image) (structural consistency)", "mean")
+        self.residual = plain_record(val, *fixed_point_scoring(val, healthy),
+                                     "|translation - image| (Fixed-Point GAN)", "max")
         self.tuned = select_scoring(val, healthy)
 
     def _evaluate(self, val: ImageSet, mri_fid: Callable[[torch.Tensor, torch.Tensor], float | None] | None
@@ -92,6 +112,8 @@ class CycleGANMethod(Method):
         translated into each domain against that domain's real validation images."""
         self._select(val)
         values = {"val_auroc": self.selected["val_auroc"], "val_pixel_auroc": self.selected["val_pixel_auroc"],
+                  "val_auroc_residual": self.residual["val_auroc"],
+                  "val_pixel_auroc_residual": self.residual["val_pixel_auroc"],
                   "val_auroc_tuned": self.tuned["val_auroc"], "val_pixel_auroc_tuned": self.tuned["val_pixel_auroc"]}
         if mri_fid is not None:
             tumor, healthy = val.of_label(1).images, val.of_label(0).images
@@ -102,15 +124,18 @@ class CycleGANMethod(Method):
     # -- inference -------------------------------------------------------------------------
     def score(self, images: ImageSet) -> ScoreOutput:
         healthy = self.to_healthy(images)
-        scores, maps = fixed_point_scoring(images, healthy)
+        scores, maps = structural_scoring(images, healthy)
         translated = resize(healthy, tuple(images.images.shape[-2:]))
         return ScoreOutput(scores=scores, maps=maps.numpy(),
                            extras={"translated": translated.squeeze(1).numpy()})
 
     def score_variant(self, images: ImageSet, variant: str) -> ScoreOutput:
-        if variant != TUNED:
-            raise ValueError(f"cyclegan has no variant {variant!r}; it has {TUNED!r}")
-        scores, maps = deploy(images, self.to_healthy(images), self.tuned)
+        if variant == RESIDUAL:
+            scores, maps = fixed_point_scoring(images, self.to_healthy(images))
+        elif variant == TUNED:
+            scores, maps = deploy(images, self.to_healthy(images), self.tuned)
+        else:
+            raise ValueError(f"cyclegan has no variant {variant!r}; it has {sorted(self.variants)}")
         return ScoreOutput(scores=scores, maps=maps.numpy())
 
     def translate(self, images: torch.Tensor, to_domain: str) -> torch.Tensor:
@@ -134,8 +159,8 @@ class CycleGANMethod(Method):
         return {**self.selected, "discriminator": self.trainer.discriminator()}
 
     def variant_selection(self, variant: str) -> dict[str, Any]:
-        """The map and aggregate the tuned variant chose on validation."""
-        return dict(self.tuned) if variant == TUNED else {}
+        """The residual variant's map and aggregate, or those the tuned variant chose on validation."""
+        return dict({RESIDUAL: self.residual, TUNED: self.tuned}.get(variant, {}))
 
     def checkpoint(self) -> Path | None:
         return None if self.trainer is None else self.trainer.checkpointer.last_path
