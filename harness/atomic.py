@@ -42,3 +42,17 @@ def atomic_copy(source: str | Path, target: str | Path) -> None:
             shutil.copyfileobj(src, fh)
 
     atomic_write(target, copy)
+
+
+def atomic_link(source: str | Path, target: str | Path) -> None:
+    """Make ``target`` the same file as ``source`` (a hard link swapped in by a rename), so a
+    second name costs no second write; a copy where the filesystem has no hard links."""
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network and FAT filesystems)
+        atomic_copy(source, target)
+        return
+    os.replace(tmp, target)

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 from harness import distributed  # DDP helpers for methods with the ``distributed`` capability
-from harness.atomic import atomic_write
+from harness.atomic import atomic_link, atomic_write
 from harness.progress import progress
 
 __all__ = ["choose_device", "seed_everything", "make_generator", "autocast", "rng_state", "set_rng_state",
@@ -105,7 +105,7 @@ class Checkpointer:
         payload = {"epoch": epoch, "rng": rng_state(), "state": state}
         path = self.folder / f"epoch-{epoch:03d}.pt"
         atomic_torch_save(payload, path)
-        atomic_torch_save(payload, self.last_path)
+        atomic_link(path, self.last_path)  # the same bytes: one write (and fsync) per epoch, not two
         self._prune()
         return path
 

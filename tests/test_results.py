@@ -50,6 +50,33 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
     assert json.loads(path.read_text()) == {"a": 1}
 
 
+def test_checkpoints_write_each_epoch_once_and_last_is_the_newest(tmp_path, monkeypatch):
+    """last.pt is the newest epoch's file under a second name (one write per epoch, not two),
+    older epochs are pruned, and a filesystem without hard links gets a copy instead."""
+    import torch
+
+    from harness import atomic
+    from harness.training import Checkpointer
+
+    ckpt = Checkpointer(tmp_path / "c", keep_last=1)
+    for epoch in (1, 2):
+        ckpt.save(epoch, {"w": torch.full((3,), float(epoch))})
+    newest = tmp_path / "c" / "epoch-002.pt"
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["epoch-002.pt", "last.pt"]
+    assert ckpt.last_path.stat().st_ino == newest.stat().st_ino
+    epoch, state = ckpt.load_last()
+    assert epoch == 2 and state["w"].tolist() == [2.0, 2.0, 2.0]
+
+    def no_links(*_):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(atomic.os, "link", no_links)
+    ckpt.save(3, {"w": torch.full((3,), 3.0)})
+    assert ckpt.last_path.read_bytes() == (tmp_path / "c" / "epoch-003.pt").read_bytes()
+    assert ckpt.last_path.stat().st_ino != (tmp_path / "c" / "epoch-003.pt").stat().st_ino
+    assert not list((tmp_path / "c").glob(".*"))  # no temporary file left behind
+
+
 def test_json_handles_numpy_and_nan(tmp_path):
     atomic_write_json(tmp_path / "v.json", {"x": np.float32(0.5), "y": float("nan"), "z": np.arange(2)})
     assert json.loads((tmp_path / "v.json").read_text()) == {"x": 0.5, "y": None, "z": [0, 1]}
