@@ -21,7 +21,6 @@ import jinja2
 
 from harness.atomic import atomic_write_bytes
 from harness.metric_info import MetricInfo, merge_infos
-from harness.seed_summary import SeedSpread, format_spread, seed_groups, spread
 from reports.escape import MyST, escape_text, slug
 from reports.grids import Grid, grid_sections, read_grids
 from reports.reader import RunData, RunReadError, content_hash, list_runs, read_run
@@ -207,38 +206,6 @@ def _unfinished(runs: list[RunData]) -> list[dict[str, MyST]]:
     return out
 
 
-def _noise(item: SeedSpread, digits: int) -> str:
-    """``split sd / train sd``; a dash where the method's seeds were trained once."""
-    if item.train_sd is None:
-        return "—"
-    return f"{item.split_sd:.{digits}f} / {item.train_sd:.{digits}f}"
-
-
-def _seed_tables(runs: list[RunData]) -> list[dict[str, Any]]:
-    """For each set of complete runs that differ only in their seed (and train seed): the spread of
-    every method's summarised metrics (the runs' infos say which: AUROC, AP, pixel AUROC, Dice and
-    any a plugin suite adds) over the seeds, split and training noise apart where a seed was
-    trained more than once, with links to the runs."""
-    tables = []
-    infos_of = {data.run_id: data.infos for data in runs}
-    groups = seed_groups((data.run, data.metrics) for data in runs)
-    for group in sorted(groups.values(), key=lambda g: str(g[-1][0].get("created") or ""), reverse=True):
-        first = group[0][0]
-        dataset = first.get("dataset") if isinstance(first.get("dataset"), dict) else {}
-        commit = str(first.get("git_commit") or "no commit")[:12]
-        title = f"{first.get('profile')} profile, {dataset.get('name')}, harness {first.get('harness_version')} ({commit})"
-        infos = merge_infos(*(infos_of.get(str(info.get("run_id")), {}) for info, _ in group))
-        items = spread(group, infos)
-        trained = any(item.train_sd is not None for item in items)
-        rows = [[MyST(f"**{escape_text(item.method)}**"), infos[item.metric].title, ", ".join(map(str, item.seeds)),
-                 MyST(escape_text(format_spread(item, infos[item.metric].digits)))]
-                + ([_noise(item, infos[item.metric].digits)] if trained else []) for item in items]
-        links = [MyST(f"[{escape_text(info['run_id'])}]({slug(str(info['run_id']))}.md)") for info, _ in group]
-        header = ["Method", "Metric", "Seeds", "Mean ± sd (min-max)"] + (["Split sd / train sd"] if trained else [])
-        tables.append({"title": escape_text(title), "runs": MyST(", ".join(links)), "table": md_table(header, rows)})
-    return tables
-
-
 def ensure_index(out: Path, runs: list[RunData] | None = None,
                  unreadable: list[tuple[str, str]] | None = None, runs_dir: str = "runs",
                  grids: list[Grid] | None = None, unreadable_grids: list[tuple[str, str]] | None = None) -> bool:
@@ -253,7 +220,7 @@ def ensure_index(out: Path, runs: list[RunData] | None = None,
     text = environment().get_template("index.md.j2").render(
         any_runs=bool(runs), runs_table=_runs_table(with_results) if with_results else None,
         auroc=_auroc_board(with_results), distances=distances, no_distances=no_distances,
-        more_runs=max(0, len(with_results) - MAX_RUN_COLUMNS), seed_tables=_seed_tables(runs),
+        more_runs=max(0, len(with_results) - MAX_RUN_COLUMNS),
         unfinished=_unfinished(runs), pages=[slug(d.run_id) for d in runs],
         grids=grid_sections(grids or [], {d.run_id for d in runs}),
         unreadable_grids=[(escape_text(f), escape_text(r)) for f, r in unreadable_grids or []],

@@ -243,30 +243,16 @@ def test_report_renders_pages_index_and_figures(tmp_path):
     assert "could not be read" in index and "20260104-broken" in index
 
 
-def test_index_summarises_runs_that_differ_only_in_seed(tmp_path):
+def test_index_pools_no_runs_itself_and_points_to_the_series_summary(tmp_path):
+    """Reports compute nothing: runs made one seed at a time get no across-seed numbers on the
+    index (a `run --seeds` series has its grid's stored summary); the index says where they are."""
     runs, out = tmp_path / "runs", tmp_path / "reports"
     make_run(runs, "20260101-100000-aaaaaaaa", seed=0, created="2026-01-01T10:00:00+00:00")
     make_run(runs, "20260102-100000-bbbbbbbb", seed=1, created="2026-01-02T10:00:00+00:00")
     assert report_command(_args(runs=str(runs), out=str(out))) == 0
     index = (out / "index.md").read_text()
-    assert "## Across seeds" in index
-    section = index[index.index("## Across seeds"):]
-    assert "[20260101-100000-aaaaaaaa](20260101-100000-aaaaaaaa.md)" in section
-    (row,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | AUROC")]
-    assert r"| 0, 1 | 0.800 ± 0.000 \(0.800-0.800\) |" in row
-    make_run(runs, "20260103-100000-cccccccc", seed=2, created="2026-01-03T10:00:00+00:00", status="failed")
-    assert report_command(_args(runs=str(runs), out=str(out))) == 0
-    assert "| 0, 1 |" in (out / "index.md").read_text()  # a failed run is not a seed of the set
-    # seed 1 trained again (--train-seeds): still two seeds, with split and training noise apart
-    again = make_run(runs, "20260104-100000-dddddddd", seed=1, created="2026-01-04T10:00:00+00:00")
-    info = json.loads((again / "run.json").read_text())
-    info["config"]["train_seed"] = 1001
-    (again / "run.json").write_text(json.dumps(info))
-    assert report_command(_args(runs=str(runs), out=str(out))) == 0
-    section = (out / "index.md").read_text().split("## Across seeds")[1]
-    assert r"| Mean ± sd \(min-max\) | Split sd / train sd |" in section
-    (row,) = [ln for ln in section.splitlines() if ln.startswith("| **resnet18** | AUROC")]
-    assert row.endswith(r"| 0, 1 | 0.800 ± 0.000 \(0.800-0.800\) | 0.000 / 0.000 |")
+    assert "## Across seeds" not in index and "mean ± sd" not in index.split("## Runs with results")[1]
+    assert "--table seeds" in index
 
 
 def _spread_entry(dataset: str, method: str, metric: str, values: dict[int, float], **extra) -> dict:
