@@ -23,7 +23,7 @@ import pandas as pd
 from harness.registry import SUPERVISION_LABELS
 from harness.results import FLOOR_METHOD, FLOOR_METHODS, LR_FLOOR_METHOD, PAIRED_REFERENCES
 from harness.results_frames import Results
-from harness.seed_summary import SeedSpread
+from harness.seed_summary import CEILING as GAP_CEILING, FLOOR as GAP_FLOOR, SeedSpread
 
 __all__ = ["Table", "TABLES", "build_table", "MISSING"]
 
@@ -182,6 +182,20 @@ def _lookup(frame: pd.DataFrame, **where: Any) -> pd.Series | None:
     return None if found.empty else found.iloc[0]
 
 
+def _versus_floor(summary: pd.DataFrame) -> pd.DataFrame:
+    """The across-seed AUROC differences of each method minus the intensity floor."""
+    return summary[summary["other"].eq(GAP_FLOOR) & summary["metric"].eq("auroc_delta")]
+
+
+def _share_cell(row: pd.Series | None) -> str:
+    """``mean [low, high]`` of a method's share of the floor-to-ceiling gap."""
+    if row is None or _num(row["share"]) is None:
+        return MISSING
+    if _num(row["share_ci_low"]) is None:
+        return _fmt(row["share"], 2)
+    return f"{_fmt(row['share'], 2)} [{_fmt(row['share_ci_low'], 2)}, {_fmt(row['share_ci_high'], 2)}]"
+
+
 def _dice_metric(present: set[str]) -> list[str]:
     """Dice at the validation threshold; an older run's oracle Dice only when it has nothing else."""
     return ["dice"] if "dice" in present else ["dice_oracle"] if "dice_oracle" in present else []
@@ -197,6 +211,8 @@ def headline(results: Results) -> Table:
         summary = results.seed_summary[results.seed_summary["other"].isna()]
         present = set(summary["metric"])
         metrics = [m for m in ("auroc", "ap", "pixel_auroc") if m in present] + _dice_metric(present)
+        versus = _versus_floor(results.seed_summary)
+        shares = summary[summary["metric"].eq("auroc") & summary["share"].notna()]
         rows, shown, absent = [], [], []
         for method in methods:
             mine = summary[summary["method"] == method]
@@ -205,9 +221,24 @@ def headline(results: Results) -> Table:
             shown.append(method)
             cells = [_mean_sd(r["mean"], r["sd"], runs.digits(m)) if (r := _lookup(mine, metric=m)) is not None
                      else MISSING for m in metrics]
+            if not versus.empty:
+                delta = _lookup(versus, method=method)
+                cells += [MISSING, MISSING] if delta is None else [
+                    _mean_sd(delta["mean"], delta["sd"], 3), _p(delta["wilcoxon_p_holm"])]
+            if not shares.empty:
+                cells.append(_share_cell(_lookup(shares, method=method)))
             rows.append((runs.label(method), runs.supervision(method), *cells, _count(mine["n_seeds"].max())))
-        header = ("Method", "Supervision", *(f"{runs.title(m)} (mean ± sd)" for m in metrics), "Seeds")
+        header = ("Method", "Supervision", *(f"{runs.title(m)} (mean ± sd)" for m in metrics))
         how = "Cells: mean ± sd over the seeds (each seed its own split and training); Seeds: seeds with a value"
+        if not versus.empty:
+            header += (f"Δ AUROC vs {GAP_FLOOR} (mean ± sd)", "p (Wilcoxon, Holm)")
+            how += (f"; Δ AUROC vs {GAP_FLOOR}: each seed's paired difference on its test images; p: Wilcoxon "
+                    "signed-rank over the seeds, Holm over the comparisons with the fixed references")
+        if not shares.empty:
+            header += (f"Share of {GAP_FLOOR}→{GAP_CEILING} gap [95% CI]",)
+            how += (f"; Share: (AUROC − {GAP_FLOOR}) / ({GAP_CEILING} − {GAP_FLOOR}) per seed, mean with a t "
+                    f"interval over the seeds (seeds where {GAP_CEILING} does not beat {GAP_FLOOR} left out)")
+        header += ("Seeds",)
     else:
         test = _test_rows(results)
         present = set(test["metric"])

@@ -42,7 +42,7 @@ PAIRED_COLUMNS = [*_KEYS, "method", "other", "reference", "split", "domain", "me
 SCORE_COLUMNS = [*_KEYS, "method", "split", "id", "label", "score"]
 SEED_COLUMNS = ["group", "method", "other", "metric", "seeds", "values", "n_seeds", "mean", "sd", "min", "max",
                 "train_sd", "split_sd", "agree", "exploratory", "wilcoxon_p", "wilcoxon_p_holm", "t_p", "min_p",
-                "test_note"]
+                "test_note", "share", "share_ci_low", "share_ci_high"]
 
 
 @dataclass(frozen=True)
@@ -139,18 +139,24 @@ def _frame(records: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
 
 def _seed_summary(loaded: list[tuple[dict[str, Any], list[dict[str, Any]]]],
                   infos: dict[str, MetricInfo]) -> pd.DataFrame:
-    """Per group of runs differing only in seed: :func:`spread` and :func:`paired_spread`, the
-    latter with the across-seed tests (Wilcoxon, t; Holm over the reference pairs)."""
+    """Per group of runs differing only in seed: :func:`spread` with each method's share of the
+    floor-to-ceiling gap, and :func:`paired_spread` with the across-seed tests (Wilcoxon, t; Holm
+    over the reference pairs)."""
     records: list[dict[str, Any]] = []
     groups = seed_groups(loaded)
     if groups:
-        from harness.seed_inference import seed_tests  # scipy: only when there are seeds to test
+        from harness.seed_inference import gap_shares, seed_tests  # scipy: only when there are seeds to test
     for key, group in groups.items():
-        for item in spread(group, infos):
+        items = spread(group, infos)
+        shares = gap_shares(items, infos)
+        for item in items:
+            share = shares.get((item.method, item.metric))
             records.append({"group": key, "method": item.method, "other": None, "metric": item.metric,
                             "seeds": item.seeds, "values": item.values, "n_seeds": len(item.seeds),
                             "mean": item.mean, "sd": item.sd, "min": min(item.values), "max": max(item.values),
-                            "train_sd": item.train_sd, "split_sd": item.split_sd})
+                            "train_sd": item.train_sd, "split_sd": item.split_sd,
+                            "share": share.mean if share else None, "share_ci_low": share.ci_low if share else None,
+                            "share_ci_high": share.ci_high if share else None})
         pairs = paired_spread(group, infos)
         for pair, test in zip(pairs, seed_tests(pairs)):
             records.append({"group": key, "method": pair.method, "other": pair.other, "metric": pair.metric,

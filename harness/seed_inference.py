@@ -26,12 +26,11 @@ from scipy import stats
 
 from harness.metric_info import MetricInfo, paired_infos
 from harness.metrics.permutation import holm
-from harness.seed_summary import PairedSpread, SeedSpread
+from harness.seed_summary import CEILING, FLOOR, PairedSpread, SeedSpread
 
 __all__ = ["ALPHA", "CEILING", "FLOOR", "GapShare", "SeedTest", "gap_shares", "seed_test", "seed_tests"]
 
 ALPHA = 0.05
-FLOOR, CEILING = "intensity", "resnet18"  # the gap a method's share is read against
 SHARE_CI = 0.95
 
 

@@ -36,8 +36,10 @@ from typing import Any
 from harness.metric_info import MetricInfo, paired_infos, summarised_infos
 from harness.results import FLOOR_METHODS, PAIRED_REFERENCES
 
-__all__ = ["SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
+__all__ = ["CEILING", "FLOOR", "SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
            "format_spread", "train_seed_of"]
+
+FLOOR, CEILING = "intensity", "resnet18"  # the gap a method's share of the gap is read against
 
 
 @dataclass(frozen=True)

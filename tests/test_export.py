@@ -175,6 +175,18 @@ def test_runs_of_several_seeds_give_mean_and_sd_and_a_seeds_table(tmp_path):
     (row,) = [x for x in headline.rows if x[0] == ODD]
     assert row[2] == f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}" and row[-1] == "3"
     assert "seeds 100, 101, 102" in headline.caption and "hash100, hash101, hash102" in headline.caption
+    # beside the spread: the paired difference to the intensity floor tested over seeds, and the
+    # share of the intensity -> resnet18 gap closed, each seed's share (m - floor) / (ceiling - floor)
+    delta, p_holm, share = (headline.header.index(c) for c in (
+        "Δ AUROC vs intensity (mean ± sd)", "p (Wilcoxon, Holm)", "Share of intensity→resnet18 gap [95% CI]"))
+    floor = [_overall(r, "intensity", "auroc")["value"] for r in runs]
+    ceiling = [_overall(r, "resnet18", "auroc")["value"] for r in runs]
+    diffs = [v - f for v, f in zip(values, floor)]
+    shares = [(v - f) / (c - f) for v, f, c in zip(values, floor, ceiling)]
+    assert row[delta] == f"{statistics.fmean(diffs):.3f} ± {statistics.stdev(diffs):.3f}"
+    assert row[p_holm] not in ("", "—") and row[share].startswith(f"{statistics.fmean(shares):.2f} [")
+    (floor_row,) = [x for x in headline.rows if x[0] == "intensity"]
+    assert floor_row[delta] == "—" and floor_row[share].startswith("0.00")
     seeds = build_table(results, "seeds")
     assert seeds.header[-3:] == ("Seed 100", "Seed 101", "Seed 102")
     (row,) = [x for x in seeds.rows if x[:2] == (ODD, "AUROC")]
