@@ -37,7 +37,9 @@ class AnoDDPMSettings(DiffusionSettings):
     noise_level: int = Field(250, ge=1, description="timestep a slice is noised to before denoising (AnoDDPM: 250)")
     max_train_timestep: int = Field(400, ge=0, description="train on timesteps below this only (0: all); "
                                     "reconstruction never visits those above noise_level")
-    inference_steps: int = Field(10, ge=1, description="DDIM steps from noise_level to 0 (other samplers: unused)")
+    # quick 5 (was 10): development seeds 100-102 (docs/protocol.md), validation AUROC +0.009 and
+    # pixel AUROC +0.005 on average, test scoring 20 s -> 13-16 s
+    inference_steps: int = Field(5, ge=1, description="DDIM steps from noise_level to 0 (other samplers: unused)")
     epochs: int = Field(12, ge=1, description="passes over the healthy train images")
 
 
@@ -59,6 +61,6 @@ class AnoDDPMMethod(DiffusionMethod):
                    "image score = its mean (anoddpm+tuned: map and aggregate chosen on val lesion masks)")
     paper = "Wyatt et al., AnoDDPM: Anomaly Detection with Denoising Diffusion Probabilistic Models using Simplex Noise, CVPR-W 2022"
     departures = ("2D slices at 64 px (paper 256), simplex frequency 16 with 4 octaves scaled to it; quick: "
-                  "10-step DDIM chain (paper: all 250 ancestral steps), training t < 400, 16-32-32 channels, 12 epochs")
+                  "5-step DDIM chain (paper: all 250 ancestral steps), training t < 400, 16-32-32 channels, 12 epochs")
     Settings = AnoDDPMSettings
     profile_defaults = PROFILE_DEFAULTS

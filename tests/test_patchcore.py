@@ -98,7 +98,7 @@ def test_random_init_detects_and_localises_an_obvious_lesion(data, tmp_path):
     sel = method.selection()
     assert sel["backbone"] == "resnet18" and sel["backbone_source"].startswith("random init")
     assert sel["train_images"] == int((train.labels == 0).sum())  # healthy train images only
-    assert sel["memory_bank"] == int(np.ceil(0.1 * sel["train_patches"]))
+    assert sel["memory_bank"] == int(np.ceil(method.settings.coreset_fraction * sel["train_patches"]))
     out = method.score(test)
     assert out.scores.shape == (len(test),) and out.maps.shape == (len(test), SIZE, SIZE)
     assert np.all(out.maps[~test.brain[:, 0].numpy()] == 0)
