@@ -16,9 +16,9 @@ import argparse
 import time
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from harness.metrics.bootstrap import _by_score_groups
 from harness.metrics.detection import DEFAULT_MAX_PIXELS, bootstrap_counts, stratified_counts, weighted_auroc_ap
 
 
@@ -44,27 +44,11 @@ def image_case(n: int, n_boot: int) -> None:
 
 def _previous_weighted_auroc_ap(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray,
                                 unit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The baseline: the implementation before per-unit counts (replicates x score groups)."""
-    labels = labels.astype(bool)
-    weights = np.atleast_2d(weights).astype(float)
-    uniq, group = np.unique(scores, return_inverse=True)
-    shape = (weights.shape[1], uniq.size)
-    pos = sp.csr_matrix((labels.astype(float), (unit, group)), shape=shape)
-    neg = sp.csr_matrix(((~labels).astype(float), (unit, group)), shape=shape)
-    chunk = max(1, 8_000_000 // max(1, uniq.size))
-    aurocs, aps = [], []
-    for start in range(0, weights.shape[0], chunk):
-        w = weights[start:start + chunk]
-        p = np.asarray((pos.T @ w.T).T)
-        n = np.asarray((neg.T @ w.T).T)
-        p_tot, n_tot = p.sum(axis=1), n.sum(axis=1)
-        below = np.cumsum(n, axis=1) - n
-        aurocs.append((p * (below + 0.5 * n)).sum(axis=1) / (p_tot * n_tot))
-        tp = np.cumsum(p[:, ::-1], axis=1)
-        fp = np.cumsum(n[:, ::-1], axis=1)
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        aps.append((p[:, ::-1] * precision).sum(axis=1) / p_tot)
-    return np.concatenate(aurocs), np.concatenate(aps)
+    """The baseline: the implementation before per-unit counts (replicates x score groups), which
+    the library keeps for samples that are their own unit."""
+    rank = np.unique(scores, return_inverse=True)[1].ravel()
+    return _by_score_groups(rank, int(rank.max(initial=-1)) + 1, labels.astype(bool), np.asarray(unit, dtype=np.int64),
+                            np.atleast_2d(weights).astype(float))
 
 
 def pixel_data(n_images: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
