@@ -39,7 +39,7 @@ from harness.results import FLOOR_METHODS, PAIRED_REFERENCES
 __all__ = ["CEILING", "FLOOR", "SeedSpread", "PairedSpread", "group_key", "seed_groups", "spread", "paired_spread",
            "format_spread", "train_seed_of"]
 
-FLOOR, CEILING = "intensity", "resnet18"  # the gap a method's share of the gap is read against
+FLOOR, CEILING = "intensity", "resnet18"  # the two rows a method's share of the gap between them is read against
 
 
 @dataclass(frozen=True)
