@@ -42,7 +42,7 @@ from harness.registry import METHODS, split_variant
 from harness.request import config_from_dict
 from harness.results import FLOOR_METHODS, RunFolder, atomic_write_json, utc_now
 from harness.run_inputs import DataLayer
-from harness.metric_info import MetricInfo, infos_from_document, infos_to_document, merge_infos
+from harness.metric_info import MetricInfo, infos_from_document, infos_to_document, merge_infos, with_seed_pairs
 from harness.seed_inference import CEILING, FLOOR, SHARE_CI, gap_shares, seed_tests
 from harness.seed_summary import format_spread, paired_spread, spread, train_seed_of
 from harness.text_table import text_table
@@ -377,6 +377,7 @@ def collect(grid_dir: Path) -> dict[str, Any]:
                         if split_variant(r["method"])[0] in mine or (floor and r["method"] in FLOOR_METHODS)]
                 done.setdefault(cell["dataset"], []).append((info, rows))
                 infos = merge_infos(infos, folder.read_metric_infos())
+    infos = with_seed_pairs(infos)  # localisation and per-volume metrics: paired across seeds only
     grid["metrics"] = infos_to_document(infos.values())  # the runs' metric titles, digits and directions
     grid["warnings"] = [f"{d} seed {s}: the cells' split hashes differ ({', '.join(sorted(h))}); their "
                         f"results are not comparable" for (d, s), h in splits.items() if len(h) > 1]

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 __all__ = ["MetricInfo", "RENAMED_METRICS", "SCHEMA1_METRICS", "infos_from_document", "infos_to_document",
-           "merge_infos", "paired_infos", "summarised_infos"]
+           "merge_infos", "paired_infos", "summarised_infos", "with_seed_pairs"]
 
 
 @dataclass(frozen=True)
@@ -133,3 +133,17 @@ def summarised_infos(infos: Mapping[str, MetricInfo]) -> list[MetricInfo]:
 def paired_infos(infos: Mapping[str, MetricInfo]) -> list[MetricInfo]:
     """The paired differences, in the infos' order."""
     return [i for i in infos.values() if i.paired_of is not None]
+
+
+def with_seed_pairs(infos: Mapping[str, MetricInfo]) -> dict[str, MetricInfo]:
+    """``infos`` and a paired difference ``<id>_delta`` for each summarised metric with a direction
+    that no suite pairs within a run (pixel AUROC, Dice, the per-volume metrics).
+
+    Why across seeds only: such a metric pools pixels or volumes, so one run has no per-image
+    pairing to test it on; but two methods' values on one seed share its split, and the per-seed
+    differences are tested over the seeds like AUROC's (:mod:`harness.seed_inference`)."""
+    compared = {i.paired_of for i in paired_infos(infos)}
+    added = {f"{i.id}_delta": MetricInfo(f"{i.id}_delta", f"Δ {i.title}", "paired", digits=i.digits,
+                                         higher_is_better=i.higher_is_better, paired_of=i.id)
+             for i in summarised_infos(infos) if i.higher_is_better is not None and i.id not in compared}
+    return merge_infos(infos, added)

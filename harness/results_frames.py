@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.metric_info import MetricInfo, merge_infos
+from harness.metric_info import MetricInfo, merge_infos, with_seed_pairs
 from harness.results import (FLOOR_METHOD, FLOOR_METHODS, LR_FLOOR_METHOD, PAIRED_REFERENCES, STRATUM_PREFIX, RunFolder,
                              load_run, run_folders)
 from harness.seed_summary import group_key, paired_spread, seed_groups, spread, train_seed_of
@@ -206,6 +206,7 @@ def load_results(*paths: str | os.PathLike[str]) -> Results:
             scores.append(frame.assign(**keys))
         infos = merge_infos(infos, folder.read_metric_infos())
         loaded.append((run, doc["metrics"]))
+    infos = with_seed_pairs(infos)
     score_frame = pd.concat(scores, ignore_index=True)[SCORE_COLUMNS] if scores else _frame([], SCORE_COLUMNS)
     return Results(folders=tuple(folders), runs=_frame(runs, _RUN_COLUMNS), metrics=_frame(metrics, METRIC_COLUMNS),
                    paired=_frame(paired, PAIRED_COLUMNS), scores=score_frame,

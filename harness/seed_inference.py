@@ -123,8 +123,9 @@ def _share(item: SeedSpread, floor: SeedSpread, ceiling: SeedSpread, better: flo
 def gap_shares(items: Iterable[SeedSpread], infos: Mapping[str, MetricInfo],
                ) -> dict[tuple[str, str], GapShare]:
     """(method, metric) -> its share of the :data:`FLOOR` -> :data:`CEILING` gap, for the metrics
-    methods are compared on (``paired_of`` a paired metric: AUROC, AP) that have a direction and
-    both the floor and the ceiling have (on the seeds where both are present)."""
+    methods are compared on (``paired_of`` a paired metric: AUROC, AP, and those
+    :func:`harness.metric_info.with_seed_pairs` adds) that have a direction and both the floor and
+    the ceiling have (on the seeds where both are present)."""
     by_key = {(i.method, i.metric): i for i in items}
     compared = {i.paired_of for i in paired_infos(infos)}
     out = {}

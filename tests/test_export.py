@@ -46,7 +46,8 @@ def finished_run(runs: Path, run_id: str, seed: int) -> Path:
     doc = json.loads((folder / "metrics.json").read_text())
     shift = seed / 1000
     rows = doc["rows"] + [_row(ODD, "auroc", 0.612 + shift), _row(ODD, "ap", 0.581 + shift),
-                          _row("shortcut-floor", "auroc", 0.55 + shift), _row("shortcut-floor", "ap", 0.52)]
+                          _row("shortcut-floor", "auroc", 0.55 + shift), _row("shortcut-floor", "ap", 0.52),
+                          _row(ODD, "pixel_auroc", 0.70 + 3 * shift), _row("intensity", "pixel_auroc", 0.66 + shift)]
     for k, method in enumerate(("resnet18", "cyclegan", ODD)):
         for reference in ("intensity", "shortcut-floor"):
             for metric in ("auroc_delta", "ap_delta"):
@@ -197,6 +198,10 @@ def test_runs_of_several_seeds_give_mean_and_sd_and_a_seeds_table(tmp_path):
     diffs = [_overall(r, ODD, "auroc")["value"] - _overall(r, "intensity", "auroc")["value"] for r in runs]
     assert row[3] == f"{statistics.fmean(diffs):.3f} ± {statistics.stdev(diffs):.3f}" and row[4] == "3/3"
     assert {x[0] for x in paired.rows} == {"resnet18", "cyclegan", ODD, "intensity"}  # a floor is never a method
+    # localisation has no per-run pairing, but each seed's two values share a split: tested over seeds
+    (row,) = [x for x in paired.rows if x[:3] == (ODD, "intensity", "Δ Pixel AUROC")]
+    diffs = [_overall(r, ODD, "pixel_auroc")["value"] - _overall(r, "intensity", "pixel_auroc")["value"] for r in runs]
+    assert row[3] == f"{statistics.fmean(diffs):.3f} ± {statistics.stdev(diffs):.3f}" and row[6] not in ("", "—")
     latex = export_text([str(r) for r in runs], "seeds", "latex")
     columns, lines = _tabular(latex)
     assert all(_unescaped(ln, "&") == columns - 1 for ln in lines) and r"$\pm$" in latex

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from harness.metric_info import SCHEMA1_METRICS, MetricInfo
+from harness.metric_info import SCHEMA1_METRICS, MetricInfo, with_seed_pairs
 from harness.seed_summary import format_spread, group_key, paired_spread, seed_groups, spread
 
 INFOS = SCHEMA1_METRICS  # what every run of these tests records
@@ -140,3 +140,23 @@ def test_the_runs_infos_decide_what_is_summarised_and_who_wins_a_pair():
     (pair,) = paired_spread(group, infos)
     assert (pair.method, pair.other, pair.exploratory) == ("resnet18", "cyclegan", True)
     assert pair.mean == pytest.approx(-0.2) and pair.agree == 2
+
+
+def test_localisation_is_paired_across_seeds_only_where_no_suite_pairs_it():
+    """Pixel AUROC and Dice have no per-run paired difference (pixels pool across images), yet each
+    seed's two values share a split: with_seed_pairs adds their differences, never a second AUROC
+    pair, nor one for a metric without a direction."""
+    infos = with_seed_pairs(INFOS)
+    added = {k for k in infos if k not in INFOS}
+    assert added == {"pixel_auroc_delta", "dice_delta"}
+    assert infos["dice_delta"].paired_of == "dice" and infos["dice_delta"].title == "Δ Dice"
+    group = []
+    for seed, (method_dice, floor_dice) in enumerate([(0.30, 0.40), (0.35, 0.38), (0.20, 0.41)]):
+        info, rows = run(seed, 0.9)
+        rows = [{"method": m, "split": "test", "domain": "all", "metric": "dice", "value": v}
+                for m, v in (("resnet18", method_dice), ("intensity", floor_dice))]
+        group.append((info, rows))
+    assert paired_spread(group, INFOS) == []  # the runs' own infos pair AUROC and AP only
+    (pair,) = paired_spread(group, infos)
+    assert (pair.method, pair.other, pair.metric, pair.exploratory) == ("resnet18", "intensity", "dice_delta", False)
+    assert pair.values == pytest.approx((-0.10, -0.03, -0.21)) and pair.agree == 3
